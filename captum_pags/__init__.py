@@ -1,0 +1,27 @@
+"""captum_pags: perceptually-aligned gradients for Captum.
+
+Attribution methods, tangent-space and diffusion-score estimators, metrics and training wrappers
+for the analysis of Srinivas, Bordt & Lakkaraju (NeurIPS 2023), "Which Models have
+Perceptually-Aligned Gradients? An Explanation via Off-Manifold Robustness".
+"""
+
+from .attr import ManifoldGradient
+from .datasets import GaussianSubspaceMixture, digits16_subspace, load_digits16
+from .manifold import LinearSubspace, TangentSpace
+from .scores import BayesOptimalClassifier, GaussianMixtureScore, ScoreModel, SubspaceGaussianMixtureScore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BayesOptimalClassifier",
+    "GaussianMixtureScore",
+    "GaussianSubspaceMixture",
+    "LinearSubspace",
+    "ManifoldGradient",
+    "ScoreModel",
+    "SubspaceGaussianMixtureScore",
+    "TangentSpace",
+    "__version__",
+    "digits16_subspace",
+    "load_digits16",
+]

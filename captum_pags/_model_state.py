@@ -1,0 +1,48 @@
+"""Leave the user's model as it was: every temporary change happens inside a context manager."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from torch import nn
+
+
+@contextmanager
+def preserved_state(model: Any, *, train: bool | None = None, requires_grad: bool | None = None) -> Iterator[None]:
+    """Temporarily set a module's mode and parameters' ``requires_grad``; restore both after.
+
+    Also restores every parameter's ``.grad`` to the object it held before, so gradients computed
+    inside (e.g. by an attack) never leak into the user's optimizer step. Objects that are not
+    :class:`torch.nn.Module` (plain callables) pass through untouched.
+
+    Parameters
+    ----------
+    model : Any
+        The module (or callable) to protect.
+    train : bool, optional
+        ``True``/``False`` switches to train/eval mode inside the block; ``None`` leaves it.
+    requires_grad : bool, optional
+        If given, every parameter's ``requires_grad`` is set to it inside the block.
+    """
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    grads = [p.grad for p in params]
+    try:
+        if train is not None:
+            model.train(train)
+        if requires_grad is not None:
+            for p in params:
+                p.requires_grad_(requires_grad)
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        for p, flag, grad in zip(params, flags, grads):
+            p.requires_grad_(flag)
+            p.grad = grad

@@ -1,0 +1,149 @@
+"""Input gradients split into their on-manifold (tangent) and off-manifold parts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from captum._utils.typing import TargetType, TensorOrTupleOfTensorsGeneric
+from captum.attr import GradientAttribution
+from captum.log import log_usage
+from torch import Tensor
+
+from .._captum_compat import format_output, run_forward
+from .._validation import check_batch, check_choice, check_tensor_or_tuple
+from ..manifold.base import TangentSpace
+
+__all__ = ["ManifoldGradient", "input_gradients"]
+
+Component = Literal["on", "off", "full"]
+COMPONENTS: tuple[str, ...] = ("on", "off", "full")
+
+
+def input_gradients(
+    forward_func: Callable[..., Tensor],
+    inputs: tuple[Tensor, ...],
+    target: TargetType = None,
+    additional_forward_args: Any = None,
+    create_graph: bool = False,
+) -> tuple[Tensor, ...]:
+    r"""Gradients :math:`\nabla_x f_t(x)` of the selected outputs w.r.t. each input tensor.
+
+    Unlike Captum's helper, ``create_graph=True`` keeps the graph so that the gradients can be
+    differentiated again (double backprop). Parameters' ``.grad`` are never touched
+    (:func:`torch.autograd.grad` only). The user's input tensors are not modified: a leaf copy is
+    made when they do not require gradients.
+    """
+    with torch.enable_grad():
+        xs = tuple(x if x.requires_grad else x.detach().requires_grad_() for x in inputs)
+        out = run_forward(forward_func, xs, target, additional_forward_args)
+        if out.dim() > 1 and out[0].numel() != 1:
+            raise ValueError(
+                "Expected `target` to select one output per example (e.g. a class index) but the "
+                f"selected output has shape {tuple(out.shape)}"
+            )
+        grads = torch.autograd.grad(out.sum(), xs, create_graph=create_graph, allow_unused=True)
+    return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(xs, grads))
+
+
+class ManifoldGradient(GradientAttribution):
+    r"""Input gradient projected onto (or off) the data manifold's tangent space.
+
+    With :math:`g = \nabla_x f_t(x)` and the tangent projector :math:`P_T(x) = B(x)^\top B(x)`
+    of a :class:`~captum_pags.manifold.TangentSpace`,
+
+    .. math::
+
+        g_{\text{on}} = P_T(x)\, g, \qquad g_{\text{off}} = (I - P_T(x))\, g, \qquad
+        g_{\text{on}} + g_{\text{off}} = g.
+
+    Srinivas, Bordt & Lakkaraju (NeurIPS 2023) show that models whose gradients lie near the
+    tangent space (robust off the manifold) have perceptually aligned gradients; ``"on"`` is the
+    part of an explanation that moves along the data, ``"off"`` the part that does not.
+
+    Parameters
+    ----------
+    forward_func : Callable
+        The model, or any function returning ``(N, ...)`` outputs.
+    tangent_space : TangentSpace
+        Where the manifold is at each input. The basis is computed from the inputs inside
+        :meth:`attribute`, so the method works unchanged under
+        :class:`~captum.attr.NoiseTunnel` and :mod:`captum.metrics`.
+
+    Examples
+    --------
+    >>> from captum_pags.manifold import LinearSubspace
+    >>> model = torch.nn.Linear(3, 2, bias=False)
+    >>> _ = model.weight.data.copy_(torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]]))
+    >>> mg = ManifoldGradient(model, LinearSubspace(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])))
+    >>> mg.attribute(torch.zeros(1, 3), target=0)
+    tensor([[1., 2., 0.]])
+    >>> mg.attribute(torch.zeros(1, 3), target=0, component="off")
+    tensor([[0., 0., 3.]])
+    """
+
+    def __init__(self, forward_func: Callable[..., Tensor], tangent_space: TangentSpace) -> None:
+        if not isinstance(tangent_space, TangentSpace):
+            raise TypeError(
+                f"Expected `tangent_space` to be a captum_pags TangentSpace but got {type(tangent_space).__name__}"
+            )
+        super().__init__(forward_func)
+        self.tangent_space = tangent_space
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: TensorOrTupleOfTensorsGeneric,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        component: Component = "on",
+        abs: bool = False,
+        create_graph: bool = False,
+    ) -> TensorOrTupleOfTensorsGeneric:
+        r"""Attribute with the on-manifold, off-manifold or full input gradient.
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple of Tensor
+            ``(N, *shape)`` inputs (a tuple for multi-input models; the tangent space then spans
+            their concatenated features).
+        target : int, tuple, Tensor or list, optional
+            Output indices, as in Captum (one class per example, or one for all).
+        additional_forward_args : Any, optional
+            Extra arguments passed to ``forward_func`` after the inputs.
+        component : {"on", "off", "full"}
+            Tangent part, orthogonal part or the plain gradient.
+        abs : bool
+            Return absolute values.
+        create_graph : bool
+            Keep the autograd graph so that the attributions can be back-propagated (e.g. inside a
+            training loss). Without it the result is detached.
+
+        Returns
+        -------
+        Tensor or tuple of Tensor
+            Same form and shapes as ``inputs``.
+        """
+        check_choice("component", component, COMPONENTS)
+        is_tuple = isinstance(inputs, tuple)
+        inputs_t = check_tensor_or_tuple("inputs", inputs)
+        check_batch("inputs", inputs_t)
+        if component != "full":
+            # validate shapes before the (possibly costly) backward pass
+            self.tangent_space._check_inputs(inputs_t)
+        grads = input_gradients(self.forward_func, inputs_t, target, additional_forward_args, create_graph)
+        if component != "full":
+            with torch.no_grad():
+                geometry_inputs = tuple(x.detach() for x in inputs_t)
+            on, off = self.tangent_space.components(geometry_inputs, grads)
+            grads = on if component == "on" else off
+        if abs:
+            grads = tuple(g.abs() for g in grads)
+        if not create_graph:
+            grads = tuple(g.detach() for g in grads)
+        return format_output(is_tuple, grads)
+
+    def attribute_future(self) -> None:
+        """Not implemented: ManifoldGradient has no asynchronous variant."""
+        raise NotImplementedError("attribute_future is not implemented for ManifoldGradient")

@@ -1,0 +1,116 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from captum_pags.manifold import LinearSubspace, orthonormal_rows
+
+
+def test_basis_is_orthonormal_and_batched():
+    space = LinearSubspace(torch.randn(3, 10))
+    b = space.basis(torch.zeros(5, 10))
+    assert b.shape == (5, 3, 10)
+    torch.testing.assert_close(b[0] @ b[0].T, torch.eye(3), atol=1e-6, rtol=0)
+
+
+def test_projection_matches_explicit_float64_matrix():
+    raw = torch.randn(4, 2, 3, 3, dtype=torch.float64)
+    space = LinearSubspace(raw)
+    q, _ = torch.linalg.qr(raw.reshape(4, -1).T)
+    p = q @ q.T
+    v = torch.randn(7, 2, 3, 3, dtype=torch.float64)
+    expected = (v.reshape(7, -1) @ p).reshape(v.shape)
+    torch.testing.assert_close(space.project(torch.zeros_like(v), v), expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(space.projection_matrix(), p, rtol=1e-10, atol=1e-12)
+
+
+def test_on_plus_off_is_identity_and_projection_idempotent():
+    space = LinearSubspace(torch.randn(3, 12))
+    x, v = torch.randn(4, 12), torch.randn(4, 12)
+    on, off = space.components(x, v)
+    torch.testing.assert_close(on + off, v)
+    torch.testing.assert_close(space.project(x, on), on, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(space.project(x, off), torch.zeros_like(off), atol=1e-5, rtol=0)
+
+
+def test_multiple_vectors_per_example_and_tuple_inputs():
+    space = LinearSubspace(torch.randn(2, 5), input_shape=((2,), (3,)))
+    x = (torch.zeros(4, 2), torch.zeros(4, 3))
+    v = (torch.randn(4, 6, 2), torch.randn(4, 6, 3))
+    on = space.project(x, v)
+    assert isinstance(on, tuple) and on[0].shape == (4, 6, 2) and on[1].shape == (4, 6, 3)
+    flat = torch.cat([v[0], v[1]], -1)
+    expected = flat @ space.projection_matrix().float()
+    torch.testing.assert_close(torch.cat(on, -1), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_full_dimensional_subspace_gives_back_vectors():
+    space = LinearSubspace(torch.randn(6, 6))
+    v = torch.randn(3, 6)
+    torch.testing.assert_close(space.project(torch.zeros(3, 6), v), v, atol=1e-5, rtol=1e-5)
+
+
+def test_from_data_recovers_a_known_plane():
+    basis = torch.linalg.qr(torch.randn(20, 2, dtype=torch.float64))[0].T
+    data = torch.randn(200, 2, dtype=torch.float64) @ basis + 3.0
+    fitted = LinearSubspace.from_data(data, 2)
+    torch.testing.assert_close(fitted.projection_matrix(), basis.T @ basis, atol=1e-10, rtol=0)
+    torch.testing.assert_close(fitted.mean, data.mean(0))
+    assert fitted.explained_variance.shape == (2,)
+
+
+def test_device_and_dtype_follow_inputs():
+    space = LinearSubspace(torch.randn(2, 4))
+    out = space.project(torch.zeros(1, 4, dtype=torch.float64), torch.ones(1, 4, dtype=torch.float64))
+    assert out.dtype == torch.float64
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=st.integers(1, 6), extra=st.integers(0, 6), n=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_projection_properties(k, extra, n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    d = k + extra
+    space = LinearSubspace(torch.randn(k, d, generator=gen, dtype=torch.float64))
+    v = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    x = torch.zeros(n, d, dtype=torch.float64)
+    on, off = space.components(x, v)
+    torch.testing.assert_close(on + off, v)
+    torch.testing.assert_close(space.project(x, on), on, atol=1e-9, rtol=1e-9)
+    assert float((on * off).sum(-1).abs().max()) < 1e-9  # orthogonal parts
+    assert bool((on.norm(dim=-1) <= v.norm(dim=-1) + 1e-9).all())  # projections never lengthen
+
+
+def test_orthonormal_rows_drop_keeps_shape():
+    v = torch.tensor([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    out = orthonormal_rows(v, drop=True)
+    assert out.shape == (2, 3)
+    assert int((out.norm(dim=1) > 0.5).sum()) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"basis": torch.tensor([[1.0, 0.0], [2.0, 0.0]])}, ValueError, "`basis` to have full rank 2"),
+        ({"basis": torch.randn(2, 4), "input_shape": (5,)}, ValueError, "`basis` to have D=5"),
+        ({"basis": torch.tensor([[float("nan"), 1.0]])}, ValueError, "`basis` to hold finite"),
+        ({"basis": [[1.0, 0.0]]}, TypeError, "`basis` to be a torch.Tensor"),
+        ({"basis": torch.randn(5, 3)}, ValueError, "at most D=3 rows"),
+    ],
+)
+def test_bad_basis(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        LinearSubspace(**kwargs)
+
+
+def test_bad_inputs_name_the_argument():
+    space = LinearSubspace(torch.randn(2, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"`inputs` to have per-example shape \(1, 4, 4\)"):
+        space.basis(torch.zeros(3, 1, 5, 5))
+    with pytest.raises(ValueError, match="empty batch"):
+        space.basis(torch.zeros(0, 1, 4, 4))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        space.basis(torch.full((1, 1, 4, 4), float("inf")))
+    with pytest.raises(ValueError, match="`vectors` to have shape"):
+        space.project(torch.zeros(3, 1, 4, 4), torch.zeros(2, 1, 4, 4))
+    with pytest.raises(ValueError, match="`dim` to be <= min"):
+        LinearSubspace.from_data(torch.randn(3, 4), 5)
