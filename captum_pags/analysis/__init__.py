@@ -1,0 +1,1 @@
+"""The main job: sweep, measure, classify regimes and report."""

@@ -1,0 +1,1 @@
+"""Metrics in captum.metrics style: alignment, robustness and regimes."""

@@ -1,0 +1,1 @@
+"""What makes models robust: losses, attacks, smoothing and a training loop."""
