@@ -22,14 +22,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/captum-pags sweep --out report
+	$(PY) examples/plot_quickstart.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check captum_pags tests benchmarks scripts
+	$(VENV)/bin/ruff format --check .
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format captum_pags tests benchmarks scripts examples
+	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 pytest: $(STAMP)

@@ -66,13 +66,19 @@ def visualize_attribution(
     -------
     (Figure, Axes)
         Captum's return value.
+
+    Examples
+    --------
+    >>> fig, ax = visualize_attribution(torch.zeros(1, 4, 4), use_pyplot=False)
+    >>> ax.get_title()
+    '(all zero)'
     """
     from captum.attr import visualization as viz
 
     attr_np = to_captum_image(attribution)
     img_np = None if image is None else to_captum_image(image)
     if not np.any(attr_np):
-        kwargs["title"] = (kwargs.get("title") or "") + " (all zero)"
+        kwargs["title"] = f"{kwargs.get('title') or ''} (all zero)".strip()
         method = "original_image" if img_np is not None and method != "heat_map" else method
         # a tiny constant keeps Captum's normalisation finite; the map still shows as blank
         attr_np = np.full_like(attr_np, np.finfo(np.float32).tiny)

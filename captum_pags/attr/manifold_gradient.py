@@ -34,6 +34,13 @@ def input_gradients(
     differentiated again (double backprop). Parameters' ``.grad`` are never touched
     (:func:`torch.autograd.grad` only). The user's input tensors are not modified: a leaf copy is
     made when they do not require gradients.
+
+    Examples
+    --------
+    >>> model = torch.nn.Linear(2, 2, bias=False)
+    >>> _ = model.weight.data.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    >>> input_gradients(model, (torch.zeros(1, 2),), target=1)
+    (tensor([[3., 4.]]),)
     """
     with torch.enable_grad():
         xs = tuple(x if x.requires_grad else x.detach().requires_grad_() for x in inputs)

@@ -27,6 +27,11 @@ def upsample_digits(images8: Tensor) -> Tensor:
 
     Bilinear upsampling (``align_corners=False``) of ``(N, 1, 8, 8)`` images to ``(N, 1, 16, 16)``.
     Every output pixel is a convex combination of input pixels, so [0, 1] stays [0, 1].
+
+    Examples
+    --------
+    >>> upsample_digits(torch.ones(1, 1, 8, 8)).shape
+    torch.Size([1, 1, 16, 16])
     """
     return F.interpolate(images8, size=(16, 16), mode="bilinear", align_corners=False)
 
@@ -41,6 +46,12 @@ class Digits16:
         ``(N, 1, 16, 16)`` float32 in [0, 1].
     labels : Tensor
         ``(N,)`` int64 in 0..9.
+
+    Examples
+    --------
+    >>> split = load_digits16("test")
+    >>> len(split), len(split.dataset())
+    (360, 360)
     """
 
     images: Tensor

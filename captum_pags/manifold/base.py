@@ -89,6 +89,11 @@ def project_onto_rows(basis: Tensor, vectors: Tensor) -> Tensor:
     -------
     Tensor
         ``(N, M, D)`` projections.
+
+    Examples
+    --------
+    >>> project_onto_rows(torch.tensor([[0.0, 1.0]]), torch.tensor([[[3.0, 4.0]]]))
+    tensor([[[0., 4.]]])
     """
     if basis.dim() == 2:
         return (vectors @ basis.transpose(0, 1)) @ basis
@@ -113,6 +118,18 @@ class TangentSpace(ABC):
     input_shape : sequence of int, or sequence of shapes, optional
         Per-example shape (without the batch dimension) the space was built for; a tuple of shapes
         for tuple inputs. ``None`` accepts any shape.
+
+    Examples
+    --------
+    A tangent space that follows the input: the radial direction of each point.
+
+    >>> class Radial(TangentSpace):
+    ...     dim = 1
+    ...     def _basis(self, inputs):
+    ...         x = inputs[0].flatten(1)
+    ...         return (x / x.norm(dim=1, keepdim=True)).unsqueeze(1)
+    >>> Radial().project(torch.tensor([[3.0, 4.0]]), torch.tensor([[1.0, 0.0]]))
+    tensor([[0.3600, 0.4800]])
     """
 
     def __init__(self, input_shape: ShapeLike | None = None) -> None:

@@ -40,6 +40,16 @@ class AnalyticMixtureScore(ScoreModel):
         \nabla \log p_\sigma(x) = \sum_c w_c(x)\, \nabla \log p_\sigma(x \mid c),
 
     with posterior weights :math:`w_c(x) = p_\sigma(c \mid x)`. ``sigma = 0`` is allowed.
+    Subclasses implement ``_class_terms(x, sigma)``, returning the per-class log-likelihoods
+    ``(N, C)`` and scores ``(N, C, D)``.
+
+    Examples
+    --------
+    >>> mix = GaussianMixtureScore(torch.tensor([[-2.0], [2.0]]), torch.eye(1))
+    >>> isinstance(mix, AnalyticMixtureScore), mix.num_classes
+    (True, 2)
+    >>> mix.score(torch.tensor([[0.0]]), sigma=0.0)  # the two classes' pulls cancel
+    tensor([[0.]])
     """
 
     allows_zero_sigma = True

@@ -21,6 +21,11 @@ def format_target(target: TargetLike, n: int, device: torch.device, num_classes:
     """Turn ``target`` (None, int, list or tensor) into a ``(N,)`` long tensor on ``device``.
 
     Raises :class:`ValueError` for wrong lengths or labels outside ``[0, num_classes)``.
+
+    Examples
+    --------
+    >>> format_target(1, 3, torch.device("cpu"), num_classes=2)
+    tensor([1, 1, 1])
     """
     if target is None:
         return None
@@ -67,6 +72,16 @@ class ScoreModel(ABC):
         Whether ``target=None`` is allowed.
     input_shape : torch.Size or None
         Per-example input shape, if fixed.
+
+    Examples
+    --------
+    A standard normal density smoothed at :math:`\sigma` has score :math:`-x / (1 + \sigma^2)`:
+
+    >>> class StandardNormalScore(ScoreModel):
+    ...     def _score(self, inputs, sigma, target):
+    ...         return -inputs / (1 + sigma**2)
+    >>> StandardNormalScore().score(torch.tensor([[2.0, -1.0]]), sigma=1.0)
+    tensor([[-1.0000,  0.5000]])
     """
 
     num_classes: int | None = None
