@@ -66,11 +66,29 @@ def _scale_rows(flat: Tensor) -> Tensor:
     return flat / torch.where(peak > 0, peak, torch.ones_like(peak))
 
 
-def _cosine_rows(a: Tensor, b: Tensor) -> Tensor:
-    """Row-wise cosine of ``(N, D)`` matrices; NaN where either row is zero."""
-    a, b = _scale_rows(a), _scale_rows(b)
+def _cosine_rows(a: Tensor, b: Tensor, center: bool) -> Tensor:
+    """Row-wise cosine (Pearson if ``center``) of ``(N, D)`` matrices; NaN where either row is zero."""
+    out_dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+    b = b.to(device=a.device)
+    if not center:
+        # fast path in the maps' own precision; rows whose norms under- or overflow are redone below
+        a_, b_ = a.to(out_dtype), b.to(out_dtype)
+        norms = torch.linalg.vector_norm(a_, dim=1) * torch.linalg.vector_norm(b_, dim=1)
+        cos = (a_ * b_).sum(1) / norms
+        redo = ~torch.isfinite(cos) | ~(norms > torch.finfo(out_dtype).tiny ** 0.5)
+        if bool(redo.any()):
+            cos[redo] = _cosine_rows_safe(a[redo], b[redo], False).to(out_dtype)
+        return cos.clamp(-1.0, 1.0)  # rounding can step past +-1; NaN stays NaN
+    return _cosine_rows_safe(a, b, center).to(out_dtype)
+
+
+def _cosine_rows_safe(a: Tensor, b: Tensor, center: bool) -> Tensor:
+    """Float64 cosine with rows scaled by their largest value: no under- or overflow; NaN for zero rows."""
+    a, b = _scale_rows(a.double()), _scale_rows(b.double())
+    if center:
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
     cos = (a * b).sum(1) / (torch.linalg.vector_norm(a, dim=1) * torch.linalg.vector_norm(b, dim=1))
-    return cos.clamp(-1.0, 1.0)  # rounding can step past +-1; NaN stays NaN
+    return cos.clamp(-1.0, 1.0)
 
 
 def _paired(attributions: TensorOrTuple, scores: TensorOrTuple) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
@@ -129,12 +147,8 @@ def _alignment_values(
     with torch.no_grad():
         a = flatten_features([t.detach() for t in attr_t])
         s = flatten_features([t.detach() for t in score_t])
-        dtype = torch.promote_types(torch.promote_types(a.dtype, s.dtype), torch.float32)
-        a, s = a.to(dtype), s.to(device=a.device, dtype=dtype)
-        if method == "pearson":
-            a = a - a.mean(1, keepdim=True)
-            s = s - s.mean(1, keepdim=True)
-        values = torch.cat([_cosine_rows(a[sl], s[sl]) for sl in chunks(a.shape[0], chunk)])
+        center = method == "pearson"
+        values = torch.cat([_cosine_rows(a[sl], s[sl], center) for sl in chunks(a.shape[0], chunk)])
     _warn_undefined(values, "an all-zero map" if method == "cosine" else "a constant map (zero variance)")
     return values
 

@@ -131,13 +131,15 @@ def _forward_scores(forward_func: Callable[..., Tensor], inputs: tuple[Tensor, .
     return out
 
 
-def _unit_directions(inputs_t: tuple[Tensor, ...], tangent_space: TangentSpace, n_samples: int, seed: int) -> Tensor:
-    r"""``(N, 2, S, D)`` unit tangent (``[:, 0]``) and orthogonal (``[:, 1]``) directions.
+def _unit_directions(
+    inputs_t: tuple[Tensor, ...], tangent_space: TangentSpace, n_samples: int, seed: int
+) -> tuple[Tensor, Tensor]:
+    r"""Unit tangent and orthogonal directions ``(N, 2, S, D)`` and a mask ``(N, 2, S)`` of vanished parts.
 
     Gaussian draws ``torch.randn(N, S, D, generator=torch.Generator().manual_seed(seed))`` (CPU,
-    inputs' dtype) are split by the tangent space's own projection, then each part is
-    normalised. Parts that are zero up to rounding (a full-dimensional or empty tangent space)
-    are NaN.
+    inputs' dtype) are split by the tangent space's own projection (``[:, 0]`` tangent,
+    ``[:, 1]`` orthogonal), then each part is normalised. Parts that are zero up to rounding (a
+    full-dimensional or empty tangent space) are returned as zeros and flagged in the mask.
     """
     x = inputs_t[0]
     n, shapes = x.shape[0], feature_shapes(inputs_t)
@@ -150,7 +152,9 @@ def _unit_directions(inputs_t: tuple[Tensor, ...], tangent_space: TangentSpace, 
     norms = torch.linalg.vector_norm(parts, dim=3, keepdim=True)
     # a part this much shorter than its draw is rounding noise of the projection, not a direction
     tiny = 64 * torch.finfo(parts.dtype).eps * torch.linalg.vector_norm(raw, dim=2)[:, None, :, None]
-    return torch.where(norms > tiny, parts / norms.clamp_min(torch.finfo(parts.dtype).tiny), math.nan)
+    vanished = ~(norms > tiny)
+    scale = torch.where(vanished, torch.zeros_like(norms), 1.0 / norms.clamp_min(torch.finfo(norms.dtype).tiny))
+    return parts * scale, vanished.squeeze(3)
 
 
 def _robustness_values(
@@ -168,9 +172,7 @@ def _robustness_values(
     x0 = inputs_t[0]
     n, shapes = x0.shape[0], feature_shapes(inputs_t)
     n_eps = len(eps)
-    dirs = _unit_directions(inputs_t, tangent_space, n_samples, seed)  # (N, 2, S, D)
-    undefined = torch.isnan(dirs[..., 0])  # (N, 2, S)
-    dirs = torch.nan_to_num(dirs, nan=0.0)
+    dirs, undefined = _unit_directions(inputs_t, tangent_space, n_samples, seed)  # (N, 2, S, D), (N, 2, S)
     per_example = 2 * n_eps * n_samples
     total = n * per_example
     with torch.no_grad(), preserved_state(forward_func, train=False):
@@ -188,13 +190,16 @@ def _robustness_values(
             ]
         )
         changes = []
-        # perturbed copy t is example t // (2ES), part (t // ES) % 2, epsilon (t // S) % E, draw t % S
+        eps_view = eps_t.reshape(1, 1, n_eps, 1, 1)
+        # perturbed copies are laid out (example, part, epsilon, draw); a chunk is a contiguous range of
+        # them, built by broadcasting over the few examples it touches
         for sl in chunks(total, chunk):
-            t = torch.arange(sl.start, sl.stop, device=x_flat.device)
-            ex, part = t // per_example, (t // (n_eps * n_samples)) % 2
-            e, s = (t // n_samples) % n_eps, t % n_samples
-            batch = x_flat[ex] + eps_t[e].unsqueeze(1) * dirs[ex, part, s]
+            lo, hi = sl.start // per_example, -(-sl.stop // per_example)
+            block = torch.addcmul(x_flat[lo:hi, None, None, None, :], eps_view, dirs[lo:hi, :, None])
+            start = sl.start - lo * per_example
+            batch = block.reshape(-1, x_flat.shape[1])[start : start + sl.stop - sl.start]
             m = batch.shape[0]
+            ex = torch.arange(sl.start, sl.stop, device=x_flat.device) // per_example
             out = _forward_scores(
                 forward_func, unflatten_features(batch, shapes, [m]), index_examples(additional_forward_args, ex, n), m
             )
