@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import assert_model_unchanged, model_snapshot
@@ -241,6 +242,8 @@ def test_regime_relative_robustness_rule():
     assert robustness_regime(12.0, accuracy=0.7, reference_accuracy=0.9) == "excessive"
     assert robustness_regime(12.0, accuracy=0.88, reference_accuracy=0.9) == "bayes_aligned"
     assert robustness_regime(torch.tensor([math.nan, 3.0])) == ["weak", "bayes_aligned"]
+    assert robustness_regime(np.array([1.0, 3.0]), accuracy=np.array([0.9, 0.7])) == ["weak", "excessive"]
+    assert robustness_regime(np.float64(3.0)) == "bayes_aligned"
     assert set(REGIMES) == {"weak", "bayes_aligned", "excessive"}
 
 

@@ -83,8 +83,12 @@ def _cosine_rows(a: Tensor, b: Tensor, center: bool) -> Tensor:
 
 
 def _cosine_rows_safe(a: Tensor, b: Tensor, center: bool) -> Tensor:
-    """Float64 cosine with rows scaled by their largest value: no under- or overflow; NaN for zero rows."""
-    a, b = _scale_rows(a.double()), _scale_rows(b.double())
+    """Float64 cosine without under- or overflow (float64 rows are scaled first); NaN for zero rows."""
+    if torch.float64 in (a.dtype, b.dtype):
+        a, b = _scale_rows(a.double()), _scale_rows(b.double())
+    else:
+        # float64 holds the square of any lower-precision value
+        a, b = a.double(), b.double()
     if center:
         a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
     cos = (a * b).sum(1) / (torch.linalg.vector_norm(a, dim=1) * torch.linalg.vector_norm(b, dim=1))

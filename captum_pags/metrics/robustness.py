@@ -459,6 +459,10 @@ def _as_series(name: str, value: Any, epsilon_index: int) -> tuple[Tensor | None
         or (isinstance(value, Tensor) and value.dim() == 0)
     )
     items = [value] if single else value
+    if not isinstance(items, (Tensor, Sequence)) and hasattr(items, "__array__"):  # NumPy arrays
+        items = torch.as_tensor(items.__array__(), dtype=torch.float64)
+        if items.dim() == 0:
+            items, single = items.reshape(1), True
     if isinstance(items, Tensor):
         if items.dim() != 1:
             raise ValueError(f"Expected `{name}` to be a number or a 1-d series but got shape {tuple(items.shape)}")
@@ -521,12 +525,12 @@ def robustness_regime(
 
     Parameters
     ----------
-    relative_robustness : float, sequence, Tensor, ManifoldRobustness or sequence of them, optional
+    relative_robustness : float, sequence, array, Tensor, ManifoldRobustness or sequence of them, optional
         ``(M,)`` relative off-manifold robustness (``on / off``); a :class:`ManifoldRobustness`
         is summarised as ``result.mean().relative[0, epsilon_index]``.
-    accuracy : float, sequence or Tensor, optional
+    accuracy : float, sequence, array or Tensor, optional
         ``(M,)`` accuracies (fractions in [0, 1], or any consistent unit with ``max_accuracy_drop``).
-    alignment : float, sequence or Tensor, optional
+    alignment : float, sequence, array or Tensor, optional
         ``(M,)`` mean perceptual (or tangent) alignment of each model.
     reference_accuracy : float, optional
         Accuracy of the unregularized model; defaults to ``accuracy[0]`` for a sweep.
