@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -51,3 +52,26 @@ def chunked_map(fn: Callable[..., Tensor], *tensors: Tensor, chunk_size: int | N
     if chunk_size is None or chunk_size >= n:
         return fn(*tensors)
     return torch.cat([fn(*(t[s] for t in tensors)) for s in chunks(n, chunk_size)], dim=0)
+
+
+def index_examples(args: Any, index: Tensor, n: int, name: str = "additional_forward_args") -> Any:
+    """Select examples ``index`` from per-example arguments, Captum style.
+
+    Like Captum's expansion of ``additional_forward_args``: every tensor with a batch dimension is
+    treated as per-example and indexed along dim 0; 0-d tensors and non-tensors pass unchanged.
+    Used where perturbed copies of the ``n`` examples are evaluated in an arbitrary order.
+    """
+    if args is None:
+        return None
+    single = not isinstance(args, tuple)
+    items = (args,) if single else args
+    out = []
+    for a in items:
+        if isinstance(a, Tensor) and a.dim() > 0:
+            if a.shape[0] != n:
+                raise ValueError(
+                    f"Expected tensors in `{name}` to have batch size {n} like the inputs but got {tuple(a.shape)}"
+                )
+            a = a[index.to(a.device)]
+        out.append(a)
+    return out[0] if single else tuple(out)

@@ -1,0 +1,273 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_model_unchanged, model_snapshot
+from torch import nn
+
+from captum_pags.datasets import GaussianSubspaceMixture
+from captum_pags.manifold import LinearSubspace
+from captum_pags.metrics import (
+    REGIMES,
+    ManifoldRobustness,
+    RobustnessAccumulator,
+    manifold_robustness,
+    robustness_regime,
+)
+
+
+def _reference(model, x, p, epsilons, n_samples, seed, distance="softmax_l1", args=()):
+    """Slow float64 reference: one image, one direction, one epsilon at a time, explicit projector ``p``."""
+    n = x.shape[0]
+    d = x[0].numel()
+    z = torch.randn(n, n_samples, d, generator=torch.Generator().manual_seed(seed), dtype=x.dtype).double()
+    on = torch.zeros(n, len(epsilons), dtype=torch.float64)
+    off = torch.zeros_like(on)
+    for i in range(n):
+        xi = x[i : i + 1]
+        argi = tuple(a[i : i + 1] for a in args)
+        p0 = torch.softmax(model(xi, *argi).double(), 1)
+        for s in range(n_samples):
+            t = z[i, s] @ p
+            o = z[i, s] - t
+            for u, store in ((t, on), (o, off)):
+                u = (u / u.norm()).to(x.dtype).reshape(xi.shape)
+                for j, eps in enumerate(epsilons):
+                    q = torch.softmax(model(xi + eps * u, *argi).double(), 1)
+                    if distance == "softmax_l1":
+                        change = (p0 - q).abs().sum()
+                    else:
+                        change = (p0 * (p0.log() - q.log())).sum()
+                    store[i, j] += change / n_samples
+    return on, off
+
+
+@pytest.mark.parametrize("distance", ["softmax_l1", "kl"])
+def test_matches_a_slow_per_image_loop(small_net, distance):
+    small_net.eval()
+    space = LinearSubspace(torch.randn(5, 36, dtype=torch.float64), input_shape=(1, 6, 6))
+    x = torch.randn(6, 1, 6, 6)
+    eps = [0.05, 0.3, 1.0]
+    with torch.no_grad():
+        on, off = _reference(small_net, x, space.projection_matrix(), eps, 4, seed=7, distance=distance)
+    for chunk in (None, 7):
+        result = manifold_robustness(small_net, x, space, eps, 4, distance, seed=7, max_examples_per_batch=chunk)
+        assert result.on.shape == result.off.shape == result.relative.shape == (6, 3)
+        torch.testing.assert_close(result.on.double(), on, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(result.off.double(), off, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(result.relative, result.on / result.off)
+        torch.testing.assert_close(result.epsilons, torch.tensor(eps))
+
+
+def test_tuple_inputs_and_per_example_forward_args():
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 4), nn.Linear(2, 4)
+
+        def forward(self, x1, x2, scale):
+            return (self.a(x1) + self.b(x2)) * scale
+
+    model = TwoInputs()
+    space = LinearSubspace(torch.randn(2, 5, dtype=torch.float64), input_shape=((3,), (2,)))
+    x = (torch.randn(4, 3), torch.randn(4, 2))
+    scale = torch.tensor([[1.0], [2.0], [0.5], [3.0]])
+    result = manifold_robustness(
+        model, x, space, [0.1, 0.5], 3, seed=1, additional_forward_args=(scale,), max_examples_per_batch=5
+    )
+
+    def joined(z, s):
+        return model(z[:, :3], z[:, 3:], s)
+
+    with torch.no_grad():
+        on, off = _reference(joined, torch.cat(x, 1), space.projection_matrix(), [0.1, 0.5], 3, 1, args=(scale,))
+    torch.testing.assert_close(result.on.double(), on, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(result.off.double(), off, rtol=1e-5, atol=1e-5)
+
+
+def test_bayes_classifier_is_far_more_robust_off_the_manifold():
+    data = GaussianSubspaceMixture(num_classes=3, intrinsic_dim=4, shape=(1, 8, 8), off_std=1e-3, seed=1)
+    x, _ = data.sample(20, seed=3, dtype=torch.float64)
+    result = manifold_robustness(data.bayes_classifier(), x, data.tangent_space, [0.05, 0.2, 1.0], 8, seed=0)
+    assert float(result.relative[:, 0].min()) >= 10
+    assert float(result.mean().relative[0, 0]) >= 10
+    # off-manifold moves change the exact posterior only by rounding; on-manifold ones really move it
+    assert float(result.off.max()) < 1e-8 < float(result.on[:, 0].mean())
+
+
+def test_a_model_that_only_sees_off_manifold_coordinates_is_the_opposite():
+    data = GaussianSubspaceMixture(num_classes=3, intrinsic_dim=4, shape=(1, 8, 8), off_std=1e-3, seed=1)
+    x, _ = data.sample(10, seed=3, dtype=torch.float64)
+    w = torch.randn(3, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    w = w - w @ data.tangent_space.projection_matrix()
+    result = manifold_robustness(lambda z: z.flatten(1) @ w.T, x, data.tangent_space, [0.1], 6)
+    assert float(result.on.max()) < 1e-10 < float(result.off.min())
+    assert float(result.relative.max()) < 1e-6
+
+
+def test_train_mode_model_is_evaluated_in_eval_mode_and_left_unchanged(small_net):
+    space = LinearSubspace(torch.randn(4, 36), input_shape=(1, 6, 6))
+    x = torch.randn(5, 1, 6, 6)
+    small_net.eval()
+    expected = manifold_robustness(small_net, x, space, [0.2, 0.4], 3, seed=2)
+    small_net.train()
+    small_net.net[1].weight.requires_grad_(False)
+    small_net.net[-1].weight.grad = torch.ones_like(small_net.net[-1].weight)
+    before = model_snapshot(small_net)
+    got = manifold_robustness(small_net, x, space, [0.2, 0.4], 3, seed=2)
+    torch.testing.assert_close(got.on, expected.on)
+    torch.testing.assert_close(got.off, expected.off)
+    assert_model_unchanged(small_net, before)
+    with pytest.raises(ValueError, match="`additional_forward_args` to have batch size 5"):
+        manifold_robustness(lambda z, s: small_net(z) * s, x, space, [0.2], 2, additional_forward_args=torch.ones(3, 1))
+    with pytest.raises(TypeError):
+        manifold_robustness(small_net, x, space, [0.2], 2, additional_forward_args=(1.0,))
+    assert_model_unchanged(small_net, before)
+
+
+def test_seeds_make_results_repeatable():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))
+    space = LinearSubspace(torch.randn(4, 36), input_shape=(1, 6, 6))
+    x = torch.randn(3, 1, 6, 6)
+    a = manifold_robustness(model, x, space, [0.5], 2, seed=11)
+    b = manifold_robustness(model, x, space, [0.5], 2, seed=11)
+    c = manifold_robustness(model, x, space, [0.5], 2, seed=12)
+    torch.testing.assert_close(a.on, b.on)
+    assert not torch.allclose(a.on, c.on)
+    torch.manual_seed(5)
+    d = manifold_robustness(model, x, space, [0.5], 2, seed=None)
+    torch.manual_seed(5)
+    e = manifold_robustness(model, x, space, [0.5], 2, seed=None)
+    torch.testing.assert_close(d.off, e.off)
+
+
+def test_full_dimensional_tangent_space_gives_nan_off_with_a_warning():
+    model = nn.Linear(4, 2)
+    space = LinearSubspace(torch.randn(4, 4))
+    with pytest.warns(RuntimeWarning, match="no tangent or no orthogonal part"):
+        result = manifold_robustness(model, torch.randn(3, 4), space, [0.1], 3)
+    assert torch.isnan(result.off).all() and torch.isfinite(result.on).all()
+    assert torch.isnan(result.relative).all()
+
+
+def test_mean_and_as_dict():
+    r = ManifoldRobustness(
+        torch.tensor([[1.0, 2.0], [3.0, math.nan]]), torch.tensor([[0.5, 1.0], [0.5, 2.0]]), torch.tensor([0.1, 0.2])
+    )
+    m = r.mean()
+    torch.testing.assert_close(m.on, torch.tensor([[2.0, 2.0]]))
+    torch.testing.assert_close(m.relative, torch.tensor([[4.0, 4.0 / 3.0]]))
+    d = r.as_dict()
+    assert d["epsilons"] == pytest.approx([0.1, 0.2]) and d["relative"][0] == [2.0, 2.0]
+
+
+def test_bad_input_names_the_argument(small_net):
+    space = LinearSubspace(torch.randn(4, 36), input_shape=(1, 6, 6))
+    x = torch.randn(2, 1, 6, 6)
+    with pytest.raises(ValueError, match="every value of `epsilons` to be a finite number > 0 but got 0"):
+        manifold_robustness(small_net, x, space, [0.1, 0.0])
+    with pytest.raises(ValueError, match="every value of `epsilons`.*got -0.5"):
+        manifold_robustness(small_net, x, space, torch.tensor([-0.5]))
+    with pytest.raises(ValueError, match="`epsilons` to hold at least one value"):
+        manifold_robustness(small_net, x, space, [])
+    with pytest.raises(TypeError, match="`epsilons`"):
+        manifold_robustness(small_net, x, space, "0.1")
+    with pytest.raises(ValueError, match="`n_samples` to be >= 1 but got 0"):
+        manifold_robustness(small_net, x, space, [0.1], n_samples=0)
+    with pytest.raises(ValueError, match="`distance` to be one of 'softmax_l1', 'kl' but got 'l2'"):
+        manifold_robustness(small_net, x, space, [0.1], distance="l2")
+    with pytest.raises(ValueError, match=r"per-example shape \(1, 6, 6\) \(the shape this tangent space was built for"):
+        manifold_robustness(small_net, torch.randn(2, 1, 5, 5), space, [0.1])
+    with pytest.raises(TypeError, match="`tangent_space`"):
+        manifold_robustness(small_net, x, torch.eye(36), [0.1])
+    with pytest.raises(ValueError, match="`max_examples_per_batch` to be >= 1"):
+        manifold_robustness(small_net, x, space, [0.1], max_examples_per_batch=0)
+    with pytest.raises(TypeError, match="`inputs` to be floating point"):
+        manifold_robustness(small_net, torch.ones(2, 1, 6, 6, dtype=torch.long), space, [0.1])
+    with pytest.raises(ValueError, match=r"`forward_func` to return \(N, C\) class scores"):
+        manifold_robustness(lambda z: z.flatten(1).sum(1), x, space, [0.1])
+    with pytest.raises(TypeError, match="`forward_func` to be callable"):
+        manifold_robustness(3, x, space, [0.1])
+
+
+# ------------------------------------------------------------------------------------ accumulator
+def test_accumulator_equals_per_batch_calls_with_its_seed_sequence():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 8), nn.Tanh(), nn.Linear(8, 3))
+    space = LinearSubspace(torch.randn(4, 36), input_shape=(1, 6, 6))
+    x = torch.randn(9, 1, 6, 6)
+    acc = RobustnessAccumulator(model, space, [0.1, 0.5], 3, seed=4, max_examples_per_batch=10)
+    parts = []
+    for b, sl in enumerate((slice(0, 4), slice(4, 9))):
+        acc.update(x[sl])
+        parts.append(manifold_robustness(model, x[sl], space, [0.1, 0.5], 3, seed=4 + b))
+    got = acc.compute()
+    on = torch.cat([p.on for p in parts]).mean(0, keepdim=True)
+    off = torch.cat([p.off for p in parts]).mean(0, keepdim=True)
+    torch.testing.assert_close(got.on, on)
+    torch.testing.assert_close(got.off, off)
+    torch.testing.assert_close(got.relative, on / off)
+    assert got.on.dtype == torch.float32 and acc.epsilons == [0.1, 0.5]
+    acc.reset()
+    with pytest.raises(RuntimeError, match="at least one call to `update`"):
+        acc.compute()
+    with pytest.raises(ValueError, match="`n_samples` to be >= 1"):
+        RobustnessAccumulator(model, space, [0.1], 0)
+
+
+# ------------------------------------------------------------------------------------ regimes
+def test_regime_rule_on_a_sweep():
+    # sorted by strength: rises, peaks at 2, falls; the last also loses accuracy
+    alignment = [0.1, 0.3, 0.5, 0.47, 0.3, 0.45]
+    accuracy = [0.98, 0.98, 0.97, 0.96, 0.95, 0.80]
+    got = robustness_regime(alignment=alignment, accuracy=accuracy)
+    assert got == ["weak", "weak", "bayes_aligned", "bayes_aligned", "excessive", "excessive"]
+    # a looser tolerance accepts model 1 and 4; accuracy still rules out the last one
+    got = robustness_regime(alignment=alignment, accuracy=accuracy, alignment_tolerance=0.5)
+    assert got == ["weak", "bayes_aligned", "bayes_aligned", "bayes_aligned", "bayes_aligned", "excessive"]
+    # the peak is taken among models whose accuracy is acceptable
+    got = robustness_regime(alignment=[0.1, 0.3, 0.9], accuracy=[0.9, 0.9, 0.5])
+    assert got == ["weak", "bayes_aligned", "excessive"]
+
+
+def test_regime_relative_robustness_rule():
+    rel = [1.0, 5.0, 20.0, 1.5]
+    assert robustness_regime(rel) == ["weak", "bayes_aligned", "bayes_aligned", "weak"]
+    # with a peak, low relative robustness after it is excessive (robust on the manifold too)
+    got = robustness_regime(rel, alignment=[0.1, 0.4, 0.42, 0.41])
+    assert got == ["weak", "bayes_aligned", "bayes_aligned", "excessive"]
+    assert robustness_regime(rel, min_relative_robustness=10.0) == ["weak", "weak", "bayes_aligned", "weak"]
+    assert robustness_regime(12.0) == "bayes_aligned"
+    assert robustness_regime(1.2) == "weak"
+    assert robustness_regime(12.0, accuracy=0.7, reference_accuracy=0.9) == "excessive"
+    assert robustness_regime(12.0, accuracy=0.88, reference_accuracy=0.9) == "bayes_aligned"
+    assert robustness_regime(torch.tensor([math.nan, 3.0])) == ["weak", "bayes_aligned"]
+    assert robustness_regime(np.array([1.0, 3.0]), accuracy=np.array([0.9, 0.7])) == ["weak", "excessive"]
+    assert robustness_regime(np.float64(3.0)) == "bayes_aligned"
+    assert set(REGIMES) == {"weak", "bayes_aligned", "excessive"}
+
+
+def test_regime_accepts_robustness_results():
+    strong = ManifoldRobustness(torch.tensor([[2.0, 4.0]]), torch.tensor([[0.1, 4.0]]), torch.tensor([0.1, 1.0]))
+    assert robustness_regime(strong) == "bayes_aligned"
+    assert robustness_regime(strong, epsilon_index=1) == "weak"
+    assert robustness_regime([strong, strong]) == ["bayes_aligned", "bayes_aligned"]
+    with pytest.raises(ValueError, match="`epsilon_index` to index 2 epsilons but got 5"):
+        robustness_regime(strong, epsilon_index=5)
+
+
+def test_regime_bad_input():
+    with pytest.raises(ValueError, match="`relative_robustness` or `alignment`"):
+        robustness_regime(accuracy=[0.9, 0.8])
+    with pytest.raises(ValueError, match="same number of models"):
+        robustness_regime([1.0, 2.0], accuracy=[0.9])
+    with pytest.raises(ValueError, match="`reference_accuracy` to judge a single model"):
+        robustness_regime(3.0, accuracy=0.9)
+    with pytest.raises(ValueError, match="`relative_robustness` for a single model"):
+        robustness_regime(alignment=0.5)
+    with pytest.raises(ValueError, match="`max_accuracy_drop` to be a finite number >= 0 but got -0.1"):
+        robustness_regime([1.0], max_accuracy_drop=-0.1)
+    with pytest.raises(TypeError, match="`alignment` to hold numbers"):
+        robustness_regime(alignment=["a", "b"])
+    with pytest.raises(ValueError, match="`accuracy` to be a number or a 1-d series"):
+        robustness_regime([1.0, 2.0], accuracy=torch.ones(2, 2))
