@@ -8,6 +8,14 @@ Perceptually-Aligned Gradients? An Explanation via Off-Manifold Robustness".
 from .attr import ManifoldGradient
 from .datasets import GaussianSubspaceMixture, digits16_subspace, load_digits16
 from .manifold import LinearSubspace, TangentSpace
+from .metrics import (
+    ManifoldRobustness,
+    manifold_robustness,
+    perceptual_alignment,
+    robustness_regime,
+    score_alignment,
+    tangent_alignment,
+)
 from .scores import BayesOptimalClassifier, GaussianMixtureScore, ScoreModel, SubspaceGaussianMixtureScore
 
 __version__ = "0.1.0"
@@ -18,10 +26,16 @@ __all__ = [
     "GaussianSubspaceMixture",
     "LinearSubspace",
     "ManifoldGradient",
+    "ManifoldRobustness",
     "ScoreModel",
     "SubspaceGaussianMixtureScore",
     "TangentSpace",
     "__version__",
     "digits16_subspace",
     "load_digits16",
+    "manifold_robustness",
+    "perceptual_alignment",
+    "robustness_regime",
+    "score_alignment",
+    "tangent_alignment",
 ]

@@ -538,6 +538,14 @@ class AlignmentSummary:
         Number of examples with a defined value.
     num_undefined : int
         Number of examples whose value was NaN (e.g. all-zero maps).
+
+    Examples
+    --------
+    >>> acc = AlignmentAccumulator()
+    >>> acc.update(torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor([[2.0, 0.0], [1.0, 1.0]]))
+    >>> summary = acc.compute()
+    >>> float(summary.mean), summary.count, summary.num_undefined
+    (1.0, 1, 1)
     """
 
     mean: Tensor

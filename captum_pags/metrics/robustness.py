@@ -61,6 +61,13 @@ class ManifoldRobustness:
         subspace is off-manifold invariant, so its value is very large). About 1 means no
         preference; below 1, the model is more sensitive off the manifold. ``inf`` where ``off``
         is exactly 0 and ``on`` is not; NaN where both are 0.
+
+    Examples
+    --------
+    >>> r = ManifoldRobustness(on=torch.tensor([[0.4, 0.8]]), off=torch.tensor([[0.1, 0.4]]),
+    ...                        epsilons=torch.tensor([0.5, 1.0]))
+    >>> r.relative
+    tensor([[4., 2.]])
     """
 
     on: Tensor
