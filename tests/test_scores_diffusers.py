@@ -85,6 +85,12 @@ class ExactUNet(nn.Module):
         return SimpleNamespace(sample=out.to(sample.dtype) + self.weight)
 
 
+class ExactUNetLearnedTime(ExactUNet):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config = {**self.config, "time_embedding_type": "learned"}
+
+
 def _on_grid_sigma(scheduler, t, scale=2.0):
     return math.exp(float(_log_sigmas(scheduler)[t])) / scale
 
@@ -338,6 +344,8 @@ def test_bad_inputs(mixture):
         DiffusersScore(unet, scheduler, prediction_type="flow")
     with pytest.raises(ValueError, match=r"Expected `timestep_rule` to be one of"):
         DiffusersScore(unet, scheduler, timestep_rule="round")
+    with pytest.raises(ValueError, match=r"Expected `timestep_rule='nearest'` for a model with a learned"):
+        DiffusersScore(ExactUNetLearnedTime(mixture, scheduler, "epsilon"), scheduler, timestep_rule="interpolate")
     with pytest.raises(ValueError, match=r"Expected `data_range` to be finite numbers with low < high"):
         DiffusersScore(unet, scheduler, data_range=(1.0, 0.0))
     with pytest.raises(TypeError, match="Expected `unet` to be a callable model"):

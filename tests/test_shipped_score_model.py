@@ -73,7 +73,7 @@ def test_conditional_scores_differ_by_class_and_the_true_class_denoises_best(mod
     wrong_error = (errors.sum(1) - true_error) / 9
     assert float(true_error.mean()) < 0.7 * float(wrong_error.mean())
     # the class with the smallest error is the true one for most images
-    assert float((errors.argmin(1) == labels).float().mean()) > 0.8
+    assert float((errors.argmin(1) == labels).float().mean()) > 0.75
     scores = torch.stack([model.score(noisy[:20], sigma, c) for c in range(10)], dim=1).flatten(2)
     for a in range(10):
         for b in range(a + 1, 10):

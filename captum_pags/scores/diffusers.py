@@ -146,6 +146,11 @@ class DiffusersScore(ScoreModel):
         self.scheduler = scheduler
         self.units = AffineUnits(check_range("data_range", data_range), check_range("model_range", model_range))
         self.timestep_rule: str = check_choice("timestep_rule", timestep_rule, TIMESTEP_RULES)
+        if timestep_rule == "interpolate" and config_value(unet, "time_embedding_type") == "learned":
+            raise ValueError(
+                "Expected `timestep_rule='nearest'` for a model with a learned (table) time embedding, "
+                "which cannot take fractional timesteps, but got 'interpolate'"
+            )
         if prediction_type is None:
             prediction_type = config_value(scheduler, "prediction_type", "epsilon")
         self.prediction_type: str = check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
@@ -351,7 +356,9 @@ class DiffusersScore(ScoreModel):
             )
         unet_cls = _saved_class(root, "unet", "config.json", diffusers.ModelMixin)
         scheduler_cls = _saved_class(root, "scheduler", "scheduler_config.json", diffusers.SchedulerMixin)
-        unet = unet_cls.from_pretrained(str(root), subfolder="unet", local_files_only=True)
+        # without accelerate, diffusers falls back to plain loading anyway (and warns on every load)
+        low_mem = {} if diffusers.utils.is_accelerate_available() else {"low_cpu_mem_usage": False}
+        unet = unet_cls.from_pretrained(str(root), subfolder="unet", local_files_only=True, **low_mem)
         scheduler = scheduler_cls.from_pretrained(str(root), subfolder="scheduler", local_files_only=True)
         settings_file = root / SCORE_CONFIG_NAME
         settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
