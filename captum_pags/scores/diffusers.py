@@ -74,7 +74,10 @@ class DiffusersScore(ScoreModel):
         \sigma_m = a\,\sigma \approx \sigma_t, \qquad x_t = \sqrt{\bar\alpha_t}\, x_m, \qquad
         \nabla_x \log p_\sigma(x \mid y) = -\,a\, \frac{\hat\varepsilon(x_t, t, y)}{\sigma_t}.
 
-    ``v_prediction`` and ``sample`` outputs are turned into :math:`\hat\varepsilon` first:
+    (Ho, Jain & Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020; the noise
+    prediction is a scaled score, Song et al., "Score-Based Generative Modeling through Stochastic
+    Differential Equations", ICLR 2021.) ``v_prediction`` and ``sample`` outputs are turned
+    into :math:`\hat\varepsilon` first:
     :math:`\hat\varepsilon = \sqrt{\bar\alpha_t}\,\hat v + \sqrt{1-\bar\alpha_t}\,x_t` and
     :math:`\hat\varepsilon = (x_t - \sqrt{\bar\alpha_t}\,\hat x_0)/\sqrt{1-\bar\alpha_t}`.
 
