@@ -7,11 +7,16 @@ from .analytic import (
     SubspaceGaussianMixtureScore,
 )
 from .base import ScoreModel, format_target
+from .denoiser import DenoiserScore
+from .diffusers import DiffusersScore, NoiseLevel
 
 __all__ = [
     "AnalyticMixtureScore",
     "BayesOptimalClassifier",
+    "DenoiserScore",
+    "DiffusersScore",
     "GaussianMixtureScore",
+    "NoiseLevel",
     "ScoreModel",
     "SubspaceGaussianMixtureScore",
     "format_target",

@@ -108,6 +108,14 @@ class ScoreModel(ABC):
             raise ValueError(f"Expected `sigma` to be in [{low:.4g}, {high:.4g}] for this model but got {value}")
         return value
 
+    def resolve_sigma(self, sigma: Any) -> float:
+        """The noise level (user units) at which :meth:`score` is evaluated for a requested ``sigma``.
+
+        Models on a discrete noise grid (e.g. :class:`~captum_pags.scores.DiffusersScore` rounding
+        to the nearest timestep) return the grid point they use; the others return ``sigma``.
+        """
+        return self.check_sigma(sigma)
+
     def _check_call(self, inputs: Any, sigma: Any, target: TargetLike) -> tuple[float, Tensor | None]:
         check_tensor("inputs", inputs)
         n = check_batch("inputs", [inputs])
@@ -162,7 +170,8 @@ class ScoreModel(ABC):
     ) -> Tensor:
         r"""Tweedie denoiser :math:`D(x, \sigma) = x + \sigma^2 \nabla_x \log p_\sigma(x)`.
 
-        Same parameters and return shape as :meth:`score`.
+        Same parameters and return shape as :meth:`score`. :math:`\sigma` is the level actually
+        evaluated (:meth:`resolve_sigma`).
         """
         sigma_f = self.check_sigma(sigma)
-        return inputs + sigma_f**2 * self.score(inputs, sigma_f, target, batch_size=batch_size)
+        return inputs + self.resolve_sigma(sigma_f) ** 2 * self.score(inputs, sigma_f, target, batch_size=batch_size)
