@@ -5,7 +5,7 @@ for the analysis of Srinivas, Bordt & Lakkaraju (NeurIPS 2023), "Which Models ha
 Perceptually-Aligned Gradients? An Explanation via Off-Manifold Robustness".
 """
 
-from .attr import ManifoldGradient
+from .attr import ManifoldGradient, ScoreAttribution
 from .datasets import GaussianSubspaceMixture, digits16_subspace, load_digits16
 from .manifold import LinearSubspace, TangentSpace
 from .metrics import (
@@ -16,23 +16,35 @@ from .metrics import (
     score_alignment,
     tangent_alignment,
 )
-from .scores import BayesOptimalClassifier, GaussianMixtureScore, ScoreModel, SubspaceGaussianMixtureScore
+from .models import load_digits16_score_model
+from .scores import (
+    BayesOptimalClassifier,
+    DenoiserScore,
+    DiffusersScore,
+    GaussianMixtureScore,
+    ScoreModel,
+    SubspaceGaussianMixtureScore,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BayesOptimalClassifier",
+    "DenoiserScore",
+    "DiffusersScore",
     "GaussianMixtureScore",
     "GaussianSubspaceMixture",
     "LinearSubspace",
     "ManifoldGradient",
     "ManifoldRobustness",
+    "ScoreAttribution",
     "ScoreModel",
     "SubspaceGaussianMixtureScore",
     "TangentSpace",
     "__version__",
     "digits16_subspace",
     "load_digits16",
+    "load_digits16_score_model",
     "manifold_robustness",
     "perceptual_alignment",
     "robustness_regime",

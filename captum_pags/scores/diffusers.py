@@ -53,6 +53,13 @@ class NoiseLevel:
         Timestep passed to the model (a whole number for ``timestep_rule="nearest"``).
     alpha_cumprod : float
         :math:`\bar\alpha_t = 1 / (1 + \sigma_t^2)`.
+
+    Examples
+    --------
+    >>> from captum_pags.models import load_digits16_score_model
+    >>> level = load_digits16_score_model().noise_level(0.25)
+    >>> round(level.model_sigma / level.sigma, 6)  # [0, 1] data in a model trained on [-1, 1]
+    2.0
     """
 
     sigma: float
