@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -12,7 +13,10 @@ from torch.func import jvp, vjp, vmap
 @contextmanager
 def _explained_errors() -> Iterator[None]:
     try:
-        yield
+        with warnings.catch_warnings():
+            # torch scripts its forward-AD decompositions on first use; not the user's concern
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+            yield
     except RuntimeError as err:
         if "in-place operation" in str(err) and "captured Tensor" in str(err):
             raise RuntimeError(

@@ -105,9 +105,7 @@ def test_matches_per_pixel_backward_loop_and_leaves_model_unchanged():
     with torch.no_grad():
         z = ae.enc(x)
     expected = orthonormal_rows(per_pixel_jacobian(ae.dec, z))
-    torch.testing.assert_close(
-        basis.transpose(1, 2) @ basis, expected.transpose(1, 2) @ expected, rtol=0, atol=1e-10
-    )
+    torch.testing.assert_close(basis.transpose(1, 2) @ basis, expected.transpose(1, 2) @ expected, rtol=0, atol=1e-10)
 
 
 def test_results_identical_across_chunk_sizes_and_vectorisation():
