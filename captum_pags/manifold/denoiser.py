@@ -137,8 +137,9 @@ class DenoiserTangent(TangentSpace):
     >>> plane = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
     >>> score = SubspaceGaussianMixtureScore(plane, torch.zeros(1, 2), stds=1.0, noise_std=1e-3)
     >>> space = DenoiserTangent(score, sigma=0.1, dim=2, oversampling=1)
-    >>> space.project(torch.zeros(1, 4), torch.tensor([[1.0, 2.0, 3.0, 4.0]])).round(decimals=4)
-    tensor([[1., 2., 0., 0.]])
+    >>> on = space.project(torch.zeros(1, 4), torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+    >>> torch.allclose(on, torch.tensor([[1.0, 2.0, 0.0, 0.0]]), atol=1e-4)
+    True
     >>> space.intrinsic_dimension(torch.zeros(1, 4))
     tensor([2])
     """
@@ -153,7 +154,7 @@ class DenoiserTangent(TangentSpace):
         iterations: int = 2,
         target: TargetLike = None,
         seed: int = 0,
-        chunk_size: int | None = 64,
+        chunk_size: int | None = 8,
         input_shape: ShapeLike | None = None,
         vectorize: bool = True,
     ) -> None:
