@@ -75,6 +75,34 @@ def orthonormal_rows(vectors: Tensor, rtol: float | None = None, *, name: str = 
     return vh * keep.unsqueeze(-1).to(vh.dtype)
 
 
+def _principal_rows(vectors: Tensor, k: int | None = None, rtol: float | None = None) -> tuple[Tensor, Tensor]:
+    """Leading singular pairs of ``(..., n, D)`` matrices through their ``(n, n)`` Gram matrix (cheap for n << D).
+
+    Returns the ``k`` (default ``n``) largest singular values ``(..., k)`` and the matching right
+    singular vectors as orthonormal rows ``(..., k, D)``; directions with ``s <= rtol * s_1``
+    (``rtol`` defaulting to ``max(n, D)`` times the dtype's epsilon, as in
+    :func:`orthonormal_rows`) come back as zero rows. The ``(n, n)`` Gram matrix is formed and
+    eigendecomposed in float64, so this costs a few ``n^2 D`` matrix products instead of an SVD;
+    the rows ``u^T V / s`` are then re-orthonormalised by one Cholesky-QR step (order and span
+    unchanged) to repair rounding in the input's dtype.
+    """
+    n, d = vectors.shape[-2:]
+    k = n if k is None else k
+    if rtol is None:
+        rtol = max(n, d) * torch.finfo(vectors.dtype).eps
+    wide = vectors.double()
+    evals, evecs = torch.linalg.eigh(wide @ wide.transpose(-1, -2))  # ascending
+    sv = evals.flip(-1)[..., :k].clamp_min(0).sqrt()
+    keep = sv > rtol * sv[..., :1]
+    inv = torch.where(keep, 1 / sv.clamp_min(torch.finfo(sv.dtype).tiny), torch.zeros_like(sv))
+    coeffs = evecs.flip(-1)[..., :k] * inv.unsqueeze(-2)  # (..., n, k)
+    rows = coeffs.transpose(-1, -2).to(vectors.dtype) @ vectors  # (..., k, D)
+    # nearly orthonormal already, so the repair step's Gram matrix needs no extra precision
+    overlap = (rows @ rows.transpose(-1, -2)).double() + torch.diag_embed((~keep).to(torch.float64))
+    repair = torch.linalg.inv(torch.linalg.cholesky(overlap)).to(vectors.dtype)
+    return sv.to(vectors.dtype), repair @ rows
+
+
 def project_onto_rows(basis: Tensor, vectors: Tensor) -> Tensor:
     r"""Project flat vectors onto the span of orthonormal rows: :math:`B^\top B v`.
 

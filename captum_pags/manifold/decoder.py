@@ -13,7 +13,7 @@ from .._autodiff import jvp_many
 from .._model_state import evaluation_state, owning_module
 from .._tensors import chunks
 from .._validation import check_int, check_positive
-from .base import ShapeLike, TangentSpace, orthonormal_rows
+from .base import ShapeLike, TangentSpace, _principal_rows
 
 __all__ = ["DecoderTangent"]
 
@@ -275,4 +275,4 @@ class DecoderTangent(TangentSpace):
         jac = (torch.cat(columns) if len(columns) > 1 else columns[0]).transpose(0, 1)  # (n, k, D)
         if not bool(torch.isfinite(jac).all()):
             raise ValueError("Expected the Jacobian of `decoder` to be finite but it contains NaN or inf")
-        return orthonormal_rows(jac, self.rtol, name="decoder Jacobian", drop=True)
+        return _principal_rows(jac, rtol=self.rtol)[1]

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .._tensors import chunks, feature_shapes, flatten_features, num_features
 from .._validation import check_batch, check_int, check_positive, check_tensor_or_tuple
-from .base import TangentSpace, TensorOrTuple
+from .base import TangentSpace, TensorOrTuple, _principal_rows
 
 __all__ = ["LocalPCATangent"]
 
@@ -26,8 +26,9 @@ class LocalPCATangent(TangentSpace):
     the ``k`` leading principal directions of the neighbourhood. For data on a smooth
     :math:`k`-dimensional manifold sampled densely enough, these approach the tangent space at
     :math:`x` (local PCA; e.g. Singer & Wu, 2012). Distances are computed as matrix products in
-    blocks of ``chunk_size`` reference points with a running top-``n`` merge, and the
-    neighbourhood SVDs are batched, ``batch_size`` queries at a time.
+    blocks of ``chunk_size`` reference points with a running top-``n`` merge; the leading singular
+    pairs come from each neighbourhood's small :math:`n \times n` Gram matrix :math:`R R^\top`,
+    batched over ``batch_size`` queries at a time.
 
     Parameters
     ----------
@@ -127,7 +128,7 @@ class LocalPCATangent(TangentSpace):
             cand_d, cand_i = torch.cat([best_d, dist], 1), torch.cat([best_i, idx], 1)
             top = torch.topk(cand_d, min(n, cand_d.shape[1]), dim=1, largest=False).indices
             best_d, best_i = cand_d.gather(1, top), cand_i.gather(1, top)
-        # a fixed order makes the SVD input, hence the result, independent of the chunking
+        # a fixed order makes the PCA input, hence the result, independent of the chunking
         return best_i.sort(dim=1).values
 
     def _basis(self, inputs: tuple[Tensor, ...]) -> Tensor:
@@ -141,10 +142,8 @@ class LocalPCATangent(TangentSpace):
             idx = self._neighbors(x[s], ref, ref_sq)
             hood = ref[idx]  # (b, n, D)
             centred = hood - hood.mean(1, keepdim=True)
-            _, sv, vh = torch.linalg.svd(centred, full_matrices=False)
-            sv, vh = sv[:, : self._dim], vh[:, : self._dim]
-            keep = sv > self.rtol * sv[:, :1]
-            bases.append(vh * keep.unsqueeze(-1).to(vh.dtype))
+            sv, rows = _principal_rows(centred, self._dim, self.rtol)
+            bases.append(rows)
             svals.append(sv)
             neighbors.append(idx)
         self.last_singular_values = torch.cat(svals)
