@@ -109,8 +109,10 @@ class DecoderTangent(TangentSpace):
     with one backward pass per output pixel. Here :math:`J` is built from :math:`k` forward-mode
     products :math:`J e_i` (``torch.func.jvp`` under ``vmap``, batched over the examples), so the
     cost is about :math:`k` batched forward passes, whatever :math:`D` is. The rows are
-    orthonormalised by an SVD; directions whose singular value is below ``rtol`` times the largest
-    are returned as zero rows (the rank per example is kept in :attr:`last_rank`, and a warning is
+    orthonormalised through the small :math:`k \times k` Gram matrix :math:`J^\top J`
+    (eigendecomposed in float64; they come out as right singular vectors of :math:`J^\top`,
+    largest singular value first); directions whose singular value is at most ``rtol`` times the
+    largest are returned as zero rows (the rank per example is kept in :attr:`last_rank`, and a warning is
     given once).
 
     The encoder is evaluated deterministically (for a VAE, the mean of the posterior), and both
@@ -253,7 +255,7 @@ class DecoderTangent(TangentSpace):
                 f"{len(rank)} inputs (smallest rank {int(rank.min())} of {basis.shape[1]}); the dropped directions are "
                 "zero rows of the basis (see `last_rank`). This warning is shown once per DecoderTangent.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return basis.to(x.dtype) if x.is_floating_point() else basis
 

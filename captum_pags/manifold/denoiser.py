@@ -253,10 +253,12 @@ class DenoiserTangent(TangentSpace):
         for _ in range(self.iterations):
             q = _orthonormal_columns(vjp_many(fn, x, _as_directions(q, shape), vectorize=self.vectorize))
             q = _orthonormal_columns(jvp_many(fn, x, _as_directions(q, shape), vectorize=self.vectorize))
-        # Rayleigh-Ritz: the SVD of the small (m, D) matrix Q^T J gives the singular pairs.
+        # Rayleigh-Ritz: Q^T J = U S V^T, with U and S from the small (m, m) Gram matrix (float64)
         qt_j = vjp_many(fn, x, _as_directions(q, shape), vectorize=self.vectorize).reshape(m, n, -1).transpose(0, 1)
-        u_hat, spectrum, _ = torch.linalg.svd(qt_j, full_matrices=False)
-        basis = (q @ u_hat[:, :, : self._dim]).transpose(1, 2)
+        evals, evecs = torch.linalg.eigh((qt_j @ qt_j.transpose(1, 2)).double())
+        spectrum = evals.flip(-1).clamp_min(0).sqrt().to(x.dtype)
+        u_hat = evecs.flip(-1)[:, :, : self._dim].to(x.dtype)
+        basis = (q @ u_hat).transpose(1, 2)
         return basis, spectrum
 
     def _basis(self, inputs: tuple[Tensor, ...]) -> Tensor:
