@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from torch import nn
@@ -46,3 +46,29 @@ def preserved_state(model: Any, *, train: bool | None = None, requires_grad: boo
         for p, flag, grad in zip(params, flags, grads):
             p.requires_grad_(flag)
             p.grad = grad
+
+
+def owning_module(obj: Any) -> nn.Module | None:
+    """The module behind ``obj``: ``obj`` itself, the module a bound method belongs to, or None."""
+    if isinstance(obj, nn.Module):
+        return obj
+    owner = getattr(obj, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None
+
+
+@contextmanager
+def evaluation_state(*objs: Any) -> Iterator[None]:
+    """Eval mode and frozen parameters for every module behind ``objs``; all restored after.
+
+    ``objs`` may be modules, bound methods of modules (``vae.decode``) or plain callables (left
+    alone). Eval mode makes a network act on each example independently (no batch statistics),
+    which batched Jacobians through ``torch.func`` rely on.
+    """
+    with ExitStack() as stack:
+        seen: set[int] = set()
+        for obj in objs:
+            module = owning_module(obj)
+            if module is not None and id(module) not in seen:
+                seen.add(id(module))
+                stack.enter_context(preserved_state(module, train=False, requires_grad=False))
+        yield

@@ -1,6 +1,19 @@
 """Tangent spaces of the data manifold: where is the data at ``x``."""
 
-from .base import TangentSpace, orthonormal_rows, project_onto_rows
+from .base import TangentSpace, orthonormal_rows, principal_angles, project_onto_rows
+from .decoder import DecoderTangent
+from .denoiser import DenoiserTangent, intrinsic_dimension
+from .local_pca import LocalPCATangent
 from .subspace import LinearSubspace
 
-__all__ = ["LinearSubspace", "TangentSpace", "orthonormal_rows", "project_onto_rows"]
+__all__ = [
+    "DecoderTangent",
+    "DenoiserTangent",
+    "LinearSubspace",
+    "LocalPCATangent",
+    "TangentSpace",
+    "intrinsic_dimension",
+    "orthonormal_rows",
+    "principal_angles",
+    "project_onto_rows",
+]
