@@ -7,7 +7,15 @@ Perceptually-Aligned Gradients? An Explanation via Off-Manifold Robustness".
 
 from .attr import ManifoldGradient, ScoreAttribution
 from .datasets import GaussianSubspaceMixture, digits16_subspace, load_digits16
-from .manifold import LinearSubspace, TangentSpace
+from .manifold import (
+    DecoderTangent,
+    DenoiserTangent,
+    LinearSubspace,
+    LocalPCATangent,
+    TangentSpace,
+    intrinsic_dimension,
+    principal_angles,
+)
 from .metrics import (
     ManifoldRobustness,
     manifold_robustness,
@@ -16,7 +24,7 @@ from .metrics import (
     score_alignment,
     tangent_alignment,
 )
-from .models import load_digits16_score_model
+from .models import digits16_decoder_tangent, load_digits16_autoencoder, load_digits16_score_model
 from .scores import (
     BayesOptimalClassifier,
     DenoiserScore,
@@ -30,11 +38,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BayesOptimalClassifier",
+    "DecoderTangent",
     "DenoiserScore",
+    "DenoiserTangent",
     "DiffusersScore",
     "GaussianMixtureScore",
     "GaussianSubspaceMixture",
     "LinearSubspace",
+    "LocalPCATangent",
     "ManifoldGradient",
     "ManifoldRobustness",
     "ScoreAttribution",
@@ -42,11 +53,15 @@ __all__ = [
     "SubspaceGaussianMixtureScore",
     "TangentSpace",
     "__version__",
+    "digits16_decoder_tangent",
     "digits16_subspace",
+    "intrinsic_dimension",
     "load_digits16",
+    "load_digits16_autoencoder",
     "load_digits16_score_model",
     "manifold_robustness",
     "perceptual_alignment",
+    "principal_angles",
     "robustness_regime",
     "score_alignment",
     "tangent_alignment",
