@@ -46,3 +46,16 @@ def preserved_state(model: Any, *, train: bool | None = None, requires_grad: boo
         for p, flag, grad in zip(params, flags, grads):
             p.requires_grad_(flag)
             p.grad = grad
+
+
+def unwrap_parallel(model: Any) -> Any:
+    """The module inside a ``DataParallel`` / ``DistributedDataParallel`` wrapper (else ``model``).
+
+    Auxiliary passes that must not take part in gradient synchronisation (an attack's inner
+    steps, noisy predictions) run on the unwrapped module; it shares its parameters with the wrapper.
+    """
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    while isinstance(model, (DataParallel, DistributedDataParallel)):
+        model = model.module
+    return model

@@ -1,3 +1,5 @@
 """Small reference networks and loaders for the weights the package ships."""
 
-__all__: list[str] = []
+from .classifiers import MLP, SmallCNN
+
+__all__: list[str] = ["MLP", "SmallCNN"]
