@@ -33,3 +33,8 @@ def test_classifier_bad_input():
         SmallCNN(num_classes=0)
     with pytest.raises(ValueError, match="Expected `hidden` to be >= 1 but got 0"):
         MLP(hidden=(0,))
+
+
+@pytest.mark.parametrize("size", [7, 8, 16, 28])
+def test_small_cnn_input_sizes(size):
+    assert SmallCNN(in_channels=3, width=2, input_size=size)(torch.zeros(2, 3, size, size)).shape == (2, 10)

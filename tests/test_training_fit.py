@@ -232,9 +232,13 @@ def test_damaged_checkpoint_gives_a_clear_error(tmp_path, damage, match):
 
 
 def test_history_records_training_and_evaluation():
-    model = _toy_model()
+    model = _toy_model().eval()
     loader = _toy_data()
+    modes = []
+    model.register_forward_pre_hook(lambda m, inp: modes.append(m.training))
     history = fit(model, StandardLoss(), loader, epochs=3, eval_loader=_toy_data(shuffle=False), quiet=True, seed=1)
+    assert not model.training and all(p.grad is None for p in model.parameters())  # left as it came in
+    assert modes[:6] == [True] * 6 and modes[6] is False  # trained in train mode, evaluated in eval mode
     assert isinstance(history, FitHistory) and history.global_step == 18
     assert [r["epoch"] for r in history.epochs] == [1, 2, 3]
     assert history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"]

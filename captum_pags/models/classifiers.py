@@ -80,8 +80,7 @@ class SmallCNN(nn.Module):
 
     .. math::
 
-        f(x) = W\, \operatorname{vec}\big(\operatorname{pool}_{4\times 4}
-        \phi(C_3\, \phi(C_2\, \phi(C_1 x)))\big) + b,
+        f(x) = W\, \operatorname{vec}\big(\phi(C_3\, \phi(C_2\, \phi(C_1 x)))\big) + b,
 
     with :math:`C_2, C_3` of stride 2 (``16 x 16 -> 8 x 8 -> 4 x 4`` on ``digits16``).
 
@@ -93,6 +92,8 @@ class SmallCNN(nn.Module):
         Number of output logits.
     width : int
         Channels of the first convolution (the next two have ``2 * width``).
+    input_size : int
+        Height and width of the (square) input images.
     activation : {"softplus", "relu"}
         Non-linearity between layers.
 
@@ -104,12 +105,19 @@ class SmallCNN(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 1, num_classes: int = 10, width: int = 16, activation: Activation = "softplus"
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        width: int = 16,
+        input_size: int = 16,
+        activation: Activation = "softplus",
     ) -> None:
         super().__init__()
         check_int("in_channels", in_channels, minimum=1)
         check_int("num_classes", num_classes, minimum=1)
         check_int("width", width, minimum=1)
+        check_int("input_size", input_size, minimum=1)
+        final = (((input_size + 1) // 2) + 1) // 2  # two stride-2 convolutions with padding 1
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1),
             _activation(activation),
@@ -117,10 +125,9 @@ class SmallCNN(nn.Module):
             _activation(activation),
             nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
             _activation(activation),
-            nn.AdaptiveAvgPool2d(4),
             nn.Flatten(),
         )
-        self.head = nn.Linear(2 * width * 16, num_classes)
+        self.head = nn.Linear(2 * width * final * final, num_classes)
 
     def forward(self, inputs: Tensor) -> Tensor:
         """Logits ``(N, num_classes)`` of ``(N, in_channels, H, W)`` images."""

@@ -401,6 +401,9 @@ def fit(
     and models without batch statistics). Evaluation runs on every rank over the whole
     ``eval_loader``.
 
+    The model is trained in train mode; its own mode and its parameters' ``.grad`` are restored
+    when ``fit`` returns or raises.
+
     Parameters
     ----------
     model : nn.Module
@@ -531,49 +534,54 @@ def fit(
         if world > 1:
             dist.barrier()
 
-    while epoch < epochs:
-        sampler.set_epoch(epoch)
-        sampler.start = batch_in_epoch * loader_kwargs["batch_size"]
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)  # worker seeds only
-        loader = DataLoader(dataset, sampler=sampler, generator=generator, **loader_kwargs)
-        steps_in_epoch = batch_in_epoch + len(loader)
-        net.train()
-        running_sum = torch.tensor(running[0], dtype=torch.float64, device=device)
-        bar = tqdm(
-            total=steps_in_epoch,
-            initial=batch_in_epoch,
-            desc=f"epoch {epoch + 1}/{epochs}",
-            disable=quiet or rank != 0,
-            leave=False,
-        )
-        for batch in loader:
-            inputs, targets = _split_batch(batch, device)
-            optimizer.zero_grad(set_to_none=True)
-            value = criterion(net, inputs, targets)
-            value.backward()
-            optimizer.step()
-            running_sum += value.detach().double()
-            running[1] += 1
-            batch_in_epoch += 1
-            history.global_step += 1
-            bar.update(1)
-            if batch_in_epoch % 10 == 0:
-                bar.set_postfix(loss=float(running_sum) / running[1])
-            if checkpoint_every and history.global_step % checkpoint_every == 0 and batch_in_epoch < steps_in_epoch:
-                running[0] = float(running_sum)
-                save()
-        bar.close()
-        train_sum = torch.tensor([float(running_sum), float(running[1])], dtype=torch.float64, device=device)
-        if world > 1:
-            dist.all_reduce(train_sum)
-        record: dict[str, float] = {"epoch": epoch + 1, "train_loss": float(train_sum[0] / train_sum[1].clamp_min(1))}
-        if eval_loader is not None:
-            record.update({k: float(v) for k, v in evaluate(raw, eval_loader).items()})
-        if scheduler is not None:
-            scheduler.step()
-        history.epochs.append(record)
-        if not quiet and rank == 0:
-            tqdm.write(", ".join(f"{k}={v:.4g}" for k, v in record.items()))
-        epoch, batch_in_epoch, running = epoch + 1, 0, [0.0, 0]
-        save()
+    # the mode the model came in with is restored at the end (and on errors); the weights are trained
+    with preserved_state(raw):
+        while epoch < epochs:
+            sampler.set_epoch(epoch)
+            sampler.start = batch_in_epoch * loader_kwargs["batch_size"]
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)  # worker seeds only
+            loader = DataLoader(dataset, sampler=sampler, generator=generator, **loader_kwargs)
+            steps_in_epoch = batch_in_epoch + len(loader)
+            net.train()
+            running_sum = torch.tensor(running[0], dtype=torch.float64, device=device)
+            bar = tqdm(
+                total=steps_in_epoch,
+                initial=batch_in_epoch,
+                desc=f"epoch {epoch + 1}/{epochs}",
+                disable=quiet or rank != 0,
+                leave=False,
+            )
+            for batch in loader:
+                inputs, targets = _split_batch(batch, device)
+                optimizer.zero_grad(set_to_none=True)
+                value = criterion(net, inputs, targets)
+                value.backward()
+                optimizer.step()
+                running_sum += value.detach().double()
+                running[1] += 1
+                batch_in_epoch += 1
+                history.global_step += 1
+                bar.update(1)
+                if batch_in_epoch % 10 == 0:
+                    bar.set_postfix(loss=float(running_sum) / running[1])
+                if checkpoint_every and history.global_step % checkpoint_every == 0 and batch_in_epoch < steps_in_epoch:
+                    running[0] = float(running_sum)
+                    save()
+            bar.close()
+            train_sum = torch.tensor([float(running_sum), float(running[1])], dtype=torch.float64, device=device)
+            if world > 1:
+                dist.all_reduce(train_sum)
+            record: dict[str, float] = {
+                "epoch": epoch + 1,
+                "train_loss": float(train_sum[0] / train_sum[1].clamp_min(1)),
+            }
+            if eval_loader is not None:
+                record.update({k: float(v) for k, v in evaluate(raw, eval_loader).items()})
+            if scheduler is not None:
+                scheduler.step()
+            history.epochs.append(record)
+            if not quiet and rank == 0:
+                tqdm.write(", ".join(f"{k}={v:.4g}" for k, v in record.items()))
+            epoch, batch_in_epoch, running = epoch + 1, 0, [0.0, 0]
+            save()
     return history
