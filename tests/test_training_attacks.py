@@ -199,5 +199,16 @@ def test_attack_bad_input():
         attack(x, torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="Expected `target` \\(class labels\\)"):
         attack(x, None)
+    with pytest.raises(ValueError, match=r"Expected `target` labels in \[0, 10\) but got values in \[0, 10\]"):
+        attack(x, torch.tensor([0, 10]))
     with pytest.raises(ValueError, match="Expected `inputs` to hold finite values"):
         PGD(model, 1.0)(x * float("nan"), torch.tensor([0, 1]))
+
+
+def test_parallel_wrappers_are_attacked_through_their_module():
+    torch.manual_seed(0)
+    model = MLP(hidden=(8,))
+    x, y = torch.rand(4, 1, 16, 16), torch.tensor([0, 1, 2, 3])
+    attack = PGD(model, 0.5, steps=3, random_start=False)
+    wrapped = PGD(torch.nn.DataParallel(model), 0.5, steps=3, random_start=False)
+    torch.testing.assert_close(wrapped(x, y), attack(x, y), rtol=0, atol=0)

@@ -203,8 +203,15 @@ class PGD(Perturbation):
                 delta.requires_grad_(True)
                 adv = unflatten_features(x + delta, shapes, (n,))
                 logits = run_forward(model, adv, None, additional_forward_args)
-                if logits.dim() != 2:
-                    raise ValueError(f"Expected `model` to return logits of shape (N, C) but got {tuple(logits.shape)}")
+                if logits.dim() != 2 or logits.shape[0] != n:
+                    raise ValueError(
+                        f"Expected `model` to return logits of shape ({n}, C) but got {tuple(logits.shape)}"
+                    )
+                if int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]:
+                    raise ValueError(
+                        f"Expected `target` labels in [0, {logits.shape[1]}) but got values in "
+                        f"[{int(labels.min())}, {int(labels.max())}]"
+                    )
                 loss = F.cross_entropy(logits, labels, reduction="sum")
                 (grad,) = torch.autograd.grad(sign * loss, delta)
                 with torch.no_grad():
