@@ -72,3 +72,16 @@ def evaluation_state(*objs: Any) -> Iterator[None]:
                 seen.add(id(module))
                 stack.enter_context(preserved_state(module, train=False, requires_grad=False))
         yield
+
+
+def unwrap_parallel(model: Any) -> Any:
+    """The module inside a ``DataParallel`` / ``DistributedDataParallel`` wrapper (else ``model``).
+
+    Auxiliary passes that must not take part in gradient synchronisation (an attack's inner
+    steps, noisy predictions) run on the unwrapped module; it shares its parameters with the wrapper.
+    """
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    while isinstance(model, (DataParallel, DistributedDataParallel)):
+        model = model.module
+    return model

@@ -1,1 +1,33 @@
 """What makes models robust: losses, attacks, smoothing and a training loop."""
+
+from .attacks import PGD
+from .fit import FitHistory, fit, load_checkpoint
+from .losses import (
+    AdversarialLoss,
+    GradientNormLoss,
+    LossParts,
+    NoiseConsistencyLoss,
+    RandomizedSmoothingLoss,
+    ScoreAlignmentLoss,
+    StandardLoss,
+    TrainingLoss,
+)
+from .smoothing import ABSTAIN, Certificate, SmoothedClassifier
+
+__all__ = [
+    "ABSTAIN",
+    "PGD",
+    "AdversarialLoss",
+    "Certificate",
+    "FitHistory",
+    "GradientNormLoss",
+    "LossParts",
+    "NoiseConsistencyLoss",
+    "RandomizedSmoothingLoss",
+    "ScoreAlignmentLoss",
+    "SmoothedClassifier",
+    "StandardLoss",
+    "TrainingLoss",
+    "fit",
+    "load_checkpoint",
+]
