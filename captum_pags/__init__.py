@@ -24,7 +24,7 @@ from .metrics import (
     score_alignment,
     tangent_alignment,
 )
-from .models import digits16_decoder_tangent, load_digits16_autoencoder, load_digits16_score_model
+from .models import MLP, SmallCNN, digits16_decoder_tangent, load_digits16_autoencoder, load_digits16_score_model
 from .scores import (
     BayesOptimalClassifier,
     DenoiserScore,
@@ -33,10 +33,23 @@ from .scores import (
     ScoreModel,
     SubspaceGaussianMixtureScore,
 )
+from .training import (
+    PGD,
+    AdversarialLoss,
+    GradientNormLoss,
+    NoiseConsistencyLoss,
+    RandomizedSmoothingLoss,
+    ScoreAlignmentLoss,
+    SmoothedClassifier,
+    fit,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MLP",
+    "PGD",
+    "AdversarialLoss",
     "BayesOptimalClassifier",
     "DecoderTangent",
     "DenoiserScore",
@@ -44,17 +57,24 @@ __all__ = [
     "DiffusersScore",
     "GaussianMixtureScore",
     "GaussianSubspaceMixture",
+    "GradientNormLoss",
     "LinearSubspace",
     "LocalPCATangent",
     "ManifoldGradient",
     "ManifoldRobustness",
+    "NoiseConsistencyLoss",
+    "RandomizedSmoothingLoss",
+    "ScoreAlignmentLoss",
     "ScoreAttribution",
     "ScoreModel",
+    "SmallCNN",
+    "SmoothedClassifier",
     "SubspaceGaussianMixtureScore",
     "TangentSpace",
     "__version__",
     "digits16_decoder_tangent",
     "digits16_subspace",
+    "fit",
     "intrinsic_dimension",
     "load_digits16",
     "load_digits16_autoencoder",

@@ -56,6 +56,15 @@ class FitHistory:
         Optimizer steps taken in total, including those before a resume.
     resumed_from : int or None
         Global step of the checkpoint the run continued from.
+
+    Examples
+    --------
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> model = torch.nn.Linear(2, 2)
+    >>> data = DataLoader(TensorDataset(torch.randn(8, 2), torch.arange(8) % 2), batch_size=4)
+    >>> history = fit(model, torch.nn.CrossEntropyLoss(), data, epochs=2, quiet=True)
+    >>> history.global_step, len(history.epochs)
+    (4, 2)
     """
 
     epochs: list[dict[str, float]] = field(default_factory=list)

@@ -51,6 +51,11 @@ class LossParts:
         The scalar that was returned.
     terms : dict of str to Tensor
         Named scalar parts, e.g. ``{"ce": ..., "grad_norm_sq": ...}``.
+
+    Examples
+    --------
+    >>> LossParts(torch.tensor(1.5), {"ce": torch.tensor(1.0)}).as_dict()
+    {'loss': 1.5, 'ce': 1.0}
     """
 
     total: Tensor
@@ -89,6 +94,18 @@ class TrainingLoss(nn.Module):
     ----------
     last : LossParts or None
         Parts of the most recent call.
+
+    Examples
+    --------
+    >>> class SquaredLogit(TrainingLoss):
+    ...     def _compute(self, model, inputs, targets):
+    ...         value = model(inputs).gather(1, targets[:, None]).pow(2).mean()
+    ...         return value, {"sq": value}
+    >>> loss = SquaredLogit()
+    >>> model = torch.nn.Linear(2, 3)
+    >>> _ = loss(model, torch.zeros(4, 2), torch.tensor([0, 1, 2, 0]))
+    >>> sorted(loss.last.as_dict())
+    ['loss', 'sq']
     """
 
     def __init__(self) -> None:

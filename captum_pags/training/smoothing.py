@@ -33,6 +33,13 @@ class Certificate:
         ``(N,)`` one-sided Clopper-Pearson lower bound on the top class probability, float64.
     counts : Tensor
         ``(N, C)`` int64 class counts of the ``n`` estimation samples.
+
+    Examples
+    --------
+    >>> smoothed = SmoothedClassifier(lambda x: torch.tensor([[5.0, 0.0]]).expand(len(x), 2), sigma=0.5, num_classes=2)
+    >>> cert = smoothed.certify(torch.zeros(1, 3), n0=10, n=100, alpha=0.001)
+    >>> int(cert.prediction), bool(cert.radius > 0)
+    (0, True)
     """
 
     prediction: Tensor
