@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/plot_quickstart.py
+	$(VENV)/bin/captum-pags sweep --out report
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -144,6 +144,6 @@ def attribution_grid(
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0 and row_titles is not None:
-                ax.set_ylabel(row_titles[i])
+                ax.set_ylabel(row_titles[i], fontsize=8)
     fig.tight_layout()
     return fig

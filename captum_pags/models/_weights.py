@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,37 +11,26 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .._io import atomic_write
+
 #: Folder holding one sub-folder of shipped weights per model.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_weights(folder: str | os.PathLike, state_dict: dict[str, Tensor], config: dict[str, Any]) -> None:
     """Write ``model.safetensors`` and ``config.json`` into ``folder``, each atomically."""
     folder = Path(folder)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    _atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
+    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
 
     def write_json(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(config, fh, indent=2, sort_keys=True)
             fh.write("\n")
 
-    _atomic_write(folder / CONFIG_FILE, write_json)
+    atomic_write(folder / CONFIG_FILE, write_json)
 
 
 def load_weights(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict]:

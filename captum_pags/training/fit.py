@@ -29,6 +29,7 @@ from torch.utils.data import (
 )
 from tqdm.auto import tqdm
 
+from .._io import atomic_write
 from .._model_state import preserved_state, unwrap_parallel
 from .._validation import check_int
 
@@ -139,16 +140,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write then rename: a reader sees the old file or the complete new one, never a partial one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _save_checkpoint(
     directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, meta: dict[str, Any]
 ) -> None:
@@ -160,7 +151,7 @@ def _save_checkpoint(
     data = save_safetensors(tensors, metadata={"format": "pt"})
     weights = f"{_WEIGHTS_PREFIX}{meta['global_step']:09d}{_WEIGHTS_SUFFIX}"
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(directory / weights, data)
+    atomic_write(directory / weights, data)
     state = {
         "format": _FORMAT,
         "weights": weights,
@@ -171,7 +162,7 @@ def _save_checkpoint(
         "scheduler": scheduler_json,
     }
     # the state file is the commit point: it names the weights file that belongs to it
-    _atomic_write(directory / _STATE_FILE, json.dumps(state).encode())
+    atomic_write(directory / _STATE_FILE, json.dumps(state).encode())
     for old in directory.glob(f"{_WEIGHTS_PREFIX}*{_WEIGHTS_SUFFIX}"):
         if old.name != weights:
             old.unlink(missing_ok=True)
