@@ -15,11 +15,15 @@ Run from the repository root: ``OMP_NUM_THREADS=1 python benchmarks/bench_metric
 from __future__ import annotations
 
 import copy
-import time
+import os
+import sys
 import warnings
 
 import torch
 from torch import nn
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _timing import timed
 
 from captum_pags.attr import input_gradients
 from captum_pags.datasets import digits16_subspace, load_digits16
@@ -55,15 +59,6 @@ def train(noise: float, x: torch.Tensor, y: torch.Tensor, steps: int = 400, seed
         loss.backward()
         opt.step()
     return model.eval()
-
-
-def timed(fn, repeats: int = 1):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 # ------------------------------------------------------------------------------------ naive baselines

@@ -6,22 +6,16 @@ python benchmarks/bench_scores.py [--batch 256] [--threads 2] [--repeats 5]
 from __future__ import annotations
 
 import argparse
-import time
+import os
+import sys
 
 import torch
 
+sys.path.insert(0, os.path.dirname(__file__))
+from _timing import best_time
+
 from captum_pags.datasets import load_digits16
 from captum_pags.models import load_digits16_score_model
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

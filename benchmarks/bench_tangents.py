@@ -18,12 +18,17 @@ Run: ``python benchmarks/bench_tangents.py`` (``--threads`` sets torch's CPU thr
 """
 
 import argparse
+import os
+import sys
 import time
 
 import scipy.linalg
 import torch
 from torch import nn
 from torch.func import jvp
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _timing import best_time
 
 from captum_pags.datasets import GaussianSubspaceMixture
 from captum_pags.manifold import DecoderTangent, LocalPCATangent
@@ -44,15 +49,6 @@ def make_autoencoder():
         nn.ConvTranspose2d(32, 3, 4, 2, 1), nn.Sigmoid(),
     )  # fmt: skip
     return encoder.eval(), decoder.eval()
-
-
-def best_of(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def naive_decoder_tangent(encoder, decoder, x, pixels):
@@ -87,12 +83,12 @@ def bench_decoder(args):
         else DecoderTangent(decoder, encoder, chunk_size=args.chunk)
     )
     space.basis(x[:2])  # warm-up
-    ours = best_of(lambda: space.basis(x), args.repeats) / len(x)
+    ours = best_time(lambda: space.basis(x), args.repeats) / len(x)
     with torch.no_grad():
         z = encoder(x)
-    limit = best_of(lambda: k_forward_mode_passes(decoder, z), args.repeats) / len(x)
+    limit = best_time(lambda: k_forward_mode_passes(decoder, z), args.repeats) / len(x)
     with torch.no_grad():
-        forward = best_of(lambda: decoder(z), args.repeats) / len(x)
+        forward = best_time(lambda: decoder(z), args.repeats) / len(x)
     how = "all 3072 pixels" if args.naive_pixels == D else f"{args.naive_pixels} pixels, extrapolated to 3072"
     print(
         f"decoder tangent, k = {K}, output 3x32x32, batch {args.batch} (chunk_size {space.chunk_size}), "
@@ -112,7 +108,7 @@ def bench_local_pca(args):
     queries, _ = data.sample(args.queries, seed=2)
     space = LocalPCATangent(reference, dim=8, n_neighbors=32)
     space.basis(queries[:4])  # warm-up, moves the reference into the cache
-    ours = best_of(lambda: space.basis(queries), max(1, args.repeats - 1))
+    ours = best_time(lambda: space.basis(queries), max(1, args.repeats - 1))
     ref = reference.reshape(len(reference), -1)
     sub = queries[: args.naive_queries].reshape(args.naive_queries, -1)
     start = time.perf_counter()

@@ -74,54 +74,54 @@ def _mean_by_strength(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list
     return xs, [sum(groups[x]) / len(groups[x]) for x in xs]
 
 
-def _figure_alignment(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+def _figure_curves(
+    rows: Sequence[Mapping[str, Any]],
+    path: Path,
+    curves: Sequence[tuple[str, str, str]],
+    *,
+    ylabel: str,
+    log_y: bool,
+) -> None:
+    """One panel per method: the mean of each ``(key, label, style)`` curve against strength."""
     import matplotlib.pyplot as plt
 
     methods = _by_method(rows)
     fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 4.0), squeeze=False)
     for ax, (method, mrows) in zip(axes[0], methods.items()):
-        xs, acc = _mean_by_strength(mrows, "accuracy")
-        pos = _x_positions(xs)
-        for key, label, style in (
-            ("alignment_bayes", "alignment: log-softmax grad vs Bayes score", "o-"),
-            ("alignment_conditional", "alignment: logit grad vs cond. score", "s--"),
-        ):
-            ax.plot(pos, _mean_by_strength(mrows, key)[1], style, label=label)
-        ax.plot(pos, acc, "k^-", label="test accuracy")
+        for key, label, style in curves:
+            xs, ys = _mean_by_strength(mrows, key)
+            ax.plot(_x_positions(xs), ys, style, label=label)
         ax.set_xscale("log")
+        if log_y:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel(f"{method} strength (0 drawn at the left end)")
-        ax.set_ylim(-0.05, 1.05)
+        ax.set_ylabel(ylabel)
         ax.set_title(method)
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=len(curves), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _figure_alignment(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    curves = [
+        ("alignment_bayes", "alignment: log-softmax grad vs Bayes score", "o-"),
+        ("alignment_conditional", "alignment: logit grad vs cond. score", "s--"),
+        ("accuracy", "test accuracy", "k^-"),
+    ]
+    _figure_curves(rows, path, curves, ylabel="cosine similarity / accuracy", log_y=False)
 
 
 def _figure_robustness(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    methods = _by_method(rows)
-    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 4.0), squeeze=False)
-    for ax, (method, mrows) in zip(axes[0], methods.items()):
-        xs, on = _mean_by_strength(mrows, "robustness_on")
-        _, off = _mean_by_strength(mrows, "robustness_off")
-        pos = _x_positions(xs)
-        ax.plot(pos, on, "o-", label="on-manifold output change")
-        ax.plot(pos, off, "s-", label="off-manifold output change")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(f"{method} strength")
-        ax.set_ylabel("softmax L1 change (lower = more robust)")
-        ax.set_title(method)
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    curves = [
+        ("robustness_on", "on-manifold output change", "o-"),
+        ("robustness_off", "off-manifold output change", "s-"),
+    ]
+    _figure_curves(rows, path, curves, ylabel="softmax L1 change (lower = more robust)", log_y=True)
 
 
 def _figure_maps(images: Tensor, maps: Mapping[str, Tensor], path: Path) -> None:
