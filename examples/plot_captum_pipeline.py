@@ -86,7 +86,7 @@ rows = {"gradient": full, "on": on, "off": off, "SmoothGrad on": smooth_on}
 style = {"method": "blended_heat_map", "sign": "all", "use_pyplot": False}
 fig, axes = plt.subplots(len(rows) + 1, len(x), figsize=(1.6 * len(x), 1.6 * 5))
 for j in range(len(x)):
-    axes[0, j].imshow(x[j, 0], cmap="gray_r")
+    axes[0, j].imshow(x[j, 0], cmap="gray")  # as Captum shows images
     axes[0, j].set_title(f"digit {int(y[j])}", fontsize=9)
     axes[0, j].axis("off")
     for i, maps in enumerate(rows.values(), start=1):
