@@ -62,6 +62,7 @@ PROJECTS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
                 "py:class",
                 "integrated_gradients.html#captum.attr.IntegratedGradients",
             ),
+            "captum.metrics": ("py:module", "metrics.html#module-captum.metrics"),
             "captum.metrics.infidelity": ("py:function", "metrics.html#captum.metrics.infidelity"),
             "captum.metrics.sensitivity_max": ("py:function", "metrics.html#captum.metrics.sensitivity_max"),
             "captum.attr.visualization.visualize_image_attr": (

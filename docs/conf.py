@@ -38,6 +38,8 @@ templates_path = ["_templates"]
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb", "auto_examples/*.py"]
 
 autosummary_generate = True
+# Values that depend on the machine that builds the docs (installation paths) are not shown.
+autosummary_context = {"hide_value": ["captum_pags.models.DIGITS16_SCORE_WEIGHTS"]}
 autodoc_default_options = {"members": True, "show-inheritance": True, "member-order": "bysource"}
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented_params"
@@ -59,7 +61,7 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "remove_config_comments": True,
     "matplotlib_animations": False,
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "_gallery_order.ExampleOrder",
 }
 
 html_theme = "furo"

@@ -17,7 +17,14 @@ from captum_pags import GaussianSubspaceMixture, ManifoldGradient
 from captum_pags.viz import attribution_grid
 
 torch.manual_seed(0)
-data = GaussianSubspaceMixture(num_classes=3, intrinsic_dim=6, shape=(1, 16, 16), basis="smooth", off_std=0.05, seed=0)
+data = GaussianSubspaceMixture(
+    num_classes=3,
+    intrinsic_dim=6,
+    shape=(1, 16, 16),
+    basis="smooth",
+    off_std=0.05,
+    seed=0,
+)
 x, y = data.sample(512, seed=0)
 
 # %%
@@ -26,7 +33,9 @@ bayes = data.bayes_classifier()
 mg = ManifoldGradient(bayes, data.tangent_space)
 full = mg.attribute(x[:6].double(), target=y[:6], component="full")
 off = mg.attribute(x[:6].double(), target=y[:6], component="off")
-print(f"Bayes-optimal: off-manifold share of the gradient = {float(off.norm() / full.norm()):.2e}")
+print(
+    f"Bayes-optimal: off-manifold share of the gradient = {float(off.norm() / full.norm()):.2e}"
+)
 
 # %%
 # A small network trained without any regularisation is not so well behaved: a good part of its
@@ -46,7 +55,9 @@ print(f"trained MLP: off-manifold share = {float(g_off.norm() / g_full.norm()):.
 
 # %%
 # ManifoldGradient is a Captum attribution: SmoothGrad over it is one line.
-smooth_on = NoiseTunnel(mg_net).attribute(x[:6], target=y[:6], nt_type="smoothgrad", nt_samples=8, stdevs=0.05)
+smooth_on = NoiseTunnel(mg_net).attribute(
+    x[:6], target=y[:6], nt_type="smoothgrad", nt_samples=8, stdevs=0.05
+)
 
 fig = attribution_grid(
     [x[:6], full.float(), g_full, g_on, g_off, smooth_on],
