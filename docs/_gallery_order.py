@@ -8,7 +8,10 @@ ORDER = [
     "plot_quickstart.py",
     "plot_captum_pipeline.py",
     "plot_score_maps.py",
+    "plot_tangent_spaces.py",
+    "plot_robust_training.py",
     "plot_manifold_robustness.py",
+    "plot_your_own_model.py",
 ]
 
 

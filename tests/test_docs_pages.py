@@ -163,3 +163,22 @@ def test_page_code_runs_and_prints_what_it_says(page, monkeypatch, tmp_path):
 
     plt.close("all")
     assert result.failed == 0, "".join(report)
+
+
+def test_sweep_guide_lists_every_command_line_option():
+    import argparse
+
+    from captum_pags.cli import build_parser
+
+    text = (DOCS / "howto" / "sweep_report.rst").read_text()
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) == {"sweep", "analyze"}
+    missing = [
+        f"{name} {option}"
+        for name, sub in commands.items()
+        for action in sub._actions
+        for option in action.option_strings
+        if option.startswith("--") and option != "--help" and f"``{option}``" not in text
+    ]
+    assert not missing, f"options of captum-pags that docs/howto/sweep_report.rst does not explain: {missing}"
