@@ -25,6 +25,14 @@ PROJECTS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
             "dict": ("py:class", "library/stdtypes.html#dict"),
             "dataclasses.dataclass": ("py:function", "library/dataclasses.html#dataclasses.dataclass"),
             "pathlib.Path": ("py:class", "library/pathlib.html#pathlib.Path"),
+            "os.PathLike": ("py:class", "library/os.html#os.PathLike"),
+            "os.replace": ("py:function", "library/os.html#os.replace"),
+            "abc.ABC": ("py:class", "library/abc.html#abc.ABC"),
+            "argparse.ArgumentParser": ("py:class", "library/argparse.html#argparse.ArgumentParser"),
+            "collections.abc.Callable": ("py:class", "library/collections.abc.html#collections.abc.Callable"),
+            # glossary terms that parameter types name ("sequence of int", "mapping of str to Tensor")
+            "sequence": ("std:term", "glossary.html#term-sequence"),
+            "mapping": ("std:term", "glossary.html#term-mapping"),
         },
     ),
     "torch": (
@@ -32,6 +40,16 @@ PROJECTS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         {
             "torch.Tensor": ("py:class", "tensors.html#torch.Tensor"),
             "torch.nn.Module": ("py:class", "generated/torch.nn.Module.html#torch.nn.Module"),
+            # the name autodoc gives the base class of every module
+            "torch.nn.modules.module.Module": ("py:class", "generated/torch.nn.Module.html#torch.nn.Module"),
+            "torch.nn.CrossEntropyLoss": (
+                "py:class",
+                "generated/torch.nn.CrossEntropyLoss.html#torch.nn.CrossEntropyLoss",
+            ),
+            "torch.Size": ("py:class", "size.html#torch.Size"),
+            "torch.optim.Optimizer": ("py:class", "optim.html#torch.optim.Optimizer"),
+            "torch.distributions.Normal": ("py:class", "distributions.html#torch.distributions.normal.Normal"),
+            "torch.distributed.all_reduce": ("py:function", "distributed.html#torch.distributed.all_reduce"),
             "torch.device": ("py:class", "tensor_attributes.html#torch.device"),
             "torch.dtype": ("py:class", "tensor_attributes.html#torch.dtype"),
             "torch.Generator": ("py:class", "generated/torch.Generator.html#torch.Generator"),
@@ -51,11 +69,31 @@ PROJECTS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
             ),
         },
     ),
+    "numpy": (
+        "https://numpy.org/doc/stable/",
+        {"numpy.ndarray": ("py:class", "reference/generated/numpy.ndarray.html#numpy.ndarray")},
+    ),
+    "matplotlib": (
+        "https://matplotlib.org/stable/",
+        {
+            "matplotlib.figure.Figure": (
+                "py:class",
+                "api/_as_gen/matplotlib.figure.Figure.html#matplotlib.figure.Figure",
+            ),
+            "matplotlib.axes.Axes": ("py:class", "api/_as_gen/matplotlib.axes.Axes.html#matplotlib.axes.Axes"),
+        },
+    ),
     "captum": (
         "https://captum.ai/api/",
         {
             "captum.attr.Attribution": ("py:class", "base_classes.html#captum.attr.Attribution"),
             "captum.attr.GradientAttribution": ("py:class", "base_classes.html#captum.attr.GradientAttribution"),
+            # the names autodoc gives the base classes of the attribution methods
+            "captum.attr._utils.attribution.Attribution": ("py:class", "base_classes.html#captum.attr.Attribution"),
+            "captum.attr._utils.attribution.GradientAttribution": (
+                "py:class",
+                "base_classes.html#captum.attr.GradientAttribution",
+            ),
             "captum.attr.NoiseTunnel": ("py:class", "noise_tunnel.html#captum.attr.NoiseTunnel"),
             "captum.attr.Saliency": ("py:class", "saliency.html#captum.attr.Saliency"),
             "captum.attr.IntegratedGradients": (

@@ -47,6 +47,26 @@ autodoc_inherit_docstrings = False
 napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 napoleon_use_rtype = False
+# Parameter types such as "Tensor or tuple of Tensor, optional" become links and literals; the
+# short names used in the docstrings are mapped to the objects they mean.
+napoleon_preprocess_types = True
+napoleon_type_aliases = {
+    "Tensor": "torch.Tensor",
+    "nn.Module": "torch.nn.Module",
+    "Module": "torch.nn.Module",
+    "DataLoader": "torch.utils.data.DataLoader",
+    "TensorDataset": "torch.utils.data.TensorDataset",
+    "Generator": "torch.Generator",
+    "Path": "pathlib.Path",
+    "PathLike": "os.PathLike",
+    "path": "pathlib.Path",
+    "Callable": "collections.abc.Callable",
+    "callable": "collections.abc.Callable",
+    "sequence": ":term:`python:sequence`",
+    "mapping": ":term:`python:mapping`",
+    "array": "numpy.ndarray",
+    "Figure": "matplotlib.figure.Figure",
+}
 
 # Offline inventories: the build never reaches the network; links point to the real docs.
 intersphinx_mapping = write_inventories(HERE / "_build" / "inventories")
@@ -67,5 +87,6 @@ sphinx_gallery_conf = {
 html_theme = "furo"
 html_title = f"captum_pags {release}"
 html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 myst_heading_anchors = 3
 suppress_warnings = ["config.cache"]

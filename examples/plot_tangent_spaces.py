@@ -161,7 +161,7 @@ for a, b in pairs:
     style = "--" if "exact" in b else "-"
     ax.plot(range(1, 17), angles.mean(0), style, marker="o", ms=3, label=f"{a} / {b}")
 ax.set_xlabel("index i of the principal angle")
-ax.set_ylabel("θ_i (degrees)")
+ax.set_ylabel(r"$\theta_i$ (degrees)")
 ax.set_ylim(0, 90)
 ax.legend(fontsize=7)
 fig.tight_layout()
@@ -183,13 +183,11 @@ wide_pca.basis(x)
 wide_denoiser = DenoiserTangent(
     digits_denoiser, sigma, dim=60, oversampling=10, input_shape=(1, 16, 16)
 )
-denoiser_spectrum = wide_denoiser.spectrum(noisy[:2])[
-    :, :60
-]  # the first 60 are accurate
+denoiser_spectrum = wide_denoiser.spectrum(noisy[:2])
 spectra = {
     "PCA of all training images (std)": pca.explained_variance.sqrt(),
     "local PCA, 100 neighbours": wide_pca.last_singular_values[0],
-    "denoiser Jacobian (σ = 0.05)": denoiser_spectrum[0],
+    "denoiser Jacobian (σ = 0.05)": denoiser_spectrum[0, :60],  # the accurate part
 }
 print("spectrum                           largest gap  ratio there")
 for name, values in spectra.items():
@@ -236,6 +234,10 @@ def log_softmax(inputs):
     return torch.log_softmax(model(inputs), dim=1)
 
 
+def norms(maps):
+    return maps.flatten(1).norm(dim=1)
+
+
 grads = ManifoldGradient(log_softmax, exact).attribute(x, target=y, component="full")
 print(
     "exact subspace: tangent alignment",
@@ -248,9 +250,7 @@ for name, space in {"exact (64)": exact, **spaces}.items():
         on, _ = space.components(noisy, grads)
     else:
         on = ManifoldGradient(log_softmax, space).attribute(x, target=y, component="on")
-    share = on.flatten(1).norm(dim=1) / grads.flatten(1).norm(
-        dim=1
-    )  # tangent alignment
+    share = norms(on) / norms(grads)  # the tangent alignment
     reference = (space.dim / 256) ** 0.5  # random_tangent_alignment(space)
     print(f"{name:11s}{space.dim:3d}{float(share.mean()):14.2f}{reference:17.2f}")
     rows.append(on)

@@ -30,7 +30,7 @@ from captum_pags.analysis import (
 )
 from captum_pags.models import SmallCNN
 
-# sphinx_gallery_thumbnail_number = 1
+# sphinx_gallery_thumbnail_number = 2
 work = Path(tempfile.mkdtemp())  # everything below is written here
 
 # %%
@@ -105,49 +105,55 @@ result = analyze_model(
     quiet=True,
 )
 print(result.summary())
-print(sorted(path.name for path in result.files.values()))
+print("written:", ", ".join(sorted(path.name for path in result.files.values())))
 
 # %%
 # A tiny sweep
 # ------------
 # ``captum-pags sweep`` trains a grid of models with growing robustness and reports
 # their regimes. ``SweepConfig.quick`` is the reduced grid of ``--quick``; here it is
-# cut further to one method (noise training), three strengths and ten epochs, which
-# takes a few seconds. The command line equivalent:
+# cut to three strengths of each method and ten epochs, which takes a few seconds.
+# The plainly trained model (strength 0) is shared by both methods. The command line
+# equivalent:
 #
 # .. code-block:: bash
 #
-#    captum-pags sweep --quick --methods noise --strengths-noise 0,0.5,3 \
-#        --epochs 10 --out sweep_report
+#    captum-pags sweep --quick --strengths-gradient-norm 0,1,100 \
+#        --strengths-noise 0,0.5,3 --epochs 10 --out sweep_report
 config = SweepConfig.quick(
     out=str(work / "sweep_report"),
-    methods=("noise",),
-    strengths={"noise": (0.0, 0.5, 3.0)},
+    strengths={"gradient_norm": (0.0, 1.0, 100.0), "noise": (0.0, 0.5, 3.0)},
     epochs=10,
     n_eval=100,
     quiet=True,
 )
 sweep = run_sweep(config)
-print(sweep.summary())
+print("method         strength  accuracy  alignment  on/off  regime")
+for row in sweep.rows:
+    print(
+        f"{row['method']:14s}{row['strength']:9g}{row['accuracy']:10.2f}"
+        f"{row['alignment_bayes']:11.3f}{row['relative_robustness']:8.1f}  {row['regime']}"
+    )
 
 # %%
 # The report folder holds the table (``results.csv``, ``results.json``), the figures
-# and ``report.html``, which embeds them. Its alignment figure shows perceptual
-# alignment and accuracy against the noise level (0 is drawn at the left end of the
-# logarithmic axis): alignment rises from the plainly trained model to moderate noise
-# and falls with accuracy at the strongest. The full sweep (``captum-pags sweep``:
-# twenty epochs, ten strengths per method) draws the whole curve.
-print(sorted(path.name for path in sweep.files.values()))
-fig, ax = plt.subplots(figsize=(6, 4.8))
+# and ``report.html``, which embeds them (:doc:`/howto/sweep_report` explains each).
+# Its alignment figure shows perceptual alignment and accuracy against the strength
+# of each method (0 is drawn at the left end of the logarithmic axis): alignment
+# rises from the plainly trained model to a moderate strength and falls with
+# accuracy at the strongest. The full sweep (``captum-pags sweep``: twenty epochs,
+# ten strengths per method) draws the whole curve.
+print("\n".join(sorted(path.name for path in sweep.files.values())))
+fig, ax = plt.subplots(figsize=(9, 3.8))
 ax.imshow(plt.imread(sweep.files["alignment"]))
 ax.set_axis_off()
 fig.tight_layout()
 
 # %%
-# ``gradient_maps.png`` shows the log-softmax gradients of the unregularised model, of
-# the most aligned one and of the most regularised one, under the Bayes score
-# difference they are compared with.
-fig, ax = plt.subplots(figsize=(7, 5))
+# ``gradient_maps.png`` shows, for each method, the log-softmax gradients of the
+# unregularised model, of the most aligned one and of the most regularised one, under
+# the Bayes score difference they are compared with.
+fig, ax = plt.subplots(figsize=(7, 8))
 ax.imshow(plt.imread(sweep.files["maps"]))
 ax.set_axis_off()
 fig.tight_layout()
