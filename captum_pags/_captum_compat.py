@@ -15,6 +15,7 @@ from captum._utils.common import (
     _format_additional_forward_args,
     _format_output,
     _run_forward,
+    _select_targets,
 )
 from torch import Tensor
 
@@ -29,13 +30,15 @@ def run_forward(
     Captum's target selection raises bare ``AssertionError`` for malformed targets; these become
     :class:`ValueError` naming ``target``.
     """
-    try:
-        out = _run_forward(forward_func, inputs, target, additional_forward_args)
-    except AssertionError as err:
-        raise ValueError(f"Expected `target` to index the model's output but got {target!r}: {err}") from err
+    out = _run_forward(forward_func, inputs, None, additional_forward_args)
     if not isinstance(out, Tensor):
         raise TypeError(f"Expected `forward_func` to return a torch.Tensor but it returned {type(out).__name__}")
-    return out
+    if target is None:
+        return out
+    try:
+        return _select_targets(out, target)
+    except AssertionError as err:  # only Captum's target checks: the model's own errors pass unchanged
+        raise ValueError(f"Expected `target` to index the model's output but got {target!r}: {err}") from err
 
 
 def format_output(is_tuple: bool, outputs: tuple[Tensor, ...]) -> Any:

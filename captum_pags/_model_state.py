@@ -9,6 +9,17 @@ from typing import Any
 from torch import nn
 
 
+def _set_requires_grad(param: nn.Parameter, flag: bool) -> None:
+    if param.requires_grad == flag:
+        return
+    try:
+        param.requires_grad_(flag)
+    except RuntimeError:
+        # inside a torch.func transform flags cannot change; freezing is only a saving there, as the
+        # transform differentiates with respect to its own inputs, not the parameters
+        pass
+
+
 @contextmanager
 def preserved_state(model: Any, *, train: bool | None = None, requires_grad: bool | None = None) -> Iterator[None]:
     """Temporarily set a module's mode and parameters' ``requires_grad``; restore both after.
@@ -35,17 +46,21 @@ def preserved_state(model: Any, *, train: bool | None = None, requires_grad: boo
     grads = [p.grad for p in params]
     try:
         if train is not None:
-            model.train(train)
+            try:
+                model.train(train)
+            except NotImplementedError:  # exported programs keep the mode they were exported in
+                pass
         if requires_grad is not None:
             for p in params:
-                p.requires_grad_(requires_grad)
+                _set_requires_grad(p, requires_grad)
         yield
     finally:
         for m, mode in modes:
             m.training = mode
         for p, flag, grad in zip(params, flags, grads):
-            p.requires_grad_(flag)
-            p.grad = grad
+            _set_requires_grad(p, flag)
+            if p.grad is not grad:
+                p.grad = grad
 
 
 def owning_module(obj: Any) -> nn.Module | None:

@@ -81,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="gradient_norm,noise",
         help="comma-separated training methods: gradient_norm, noise (randomized smoothing), pgd",
     )
-    sweep.add_argument("--architecture", choices=["mlp", "cnn"], default="mlp", help="classifier to train")
+    sweep.add_argument(
+        "--architecture",
+        choices=["mlp", "cnn"],
+        default="mlp",
+        help="classifier to train: an MLP 256-128-128-10, or a small softplus CNN (slower; give it >= 20 epochs)",
+    )
     sweep.add_argument("--strengths-gradient-norm", type=_floats, default=None, help="lambda grid for gradient_norm")
     sweep.add_argument("--strengths-noise", type=_floats, default=None, help="noise sigma grid for noise training")
     sweep.add_argument("--strengths-pgd", type=_floats, default=None, help="L2 epsilon grid for PGD training")

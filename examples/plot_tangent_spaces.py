@@ -97,35 +97,18 @@ print("PCA intrinsic dimension:", int(intrinsic_dimension(pca.explained_variance
 # autoencoder). The denoiser needs care: a denoiser is trained on *noisy* images and
 # its Jacobian at a clean image is unreliable, so its tangent space is taken at a
 # noisy copy :math:`x + \sigma\varepsilon` (as Kadkhodaie et al., ICLR 2024, do).
-# ``DenoiserTangent`` takes a :class:`~captum_pags.scores.ScoreModel` or any function
-# :math:`D(x, \sigma)`; here the function calls the shipped UNet, which was trained on
-# :math:`2x - 1`, so its score in pixel units is :math:`-2\hat\varepsilon/\sigma_t`
-# (it agrees with ``score_model.denoise``). It is the unconditional denoiser (the null
+# ``DenoiserTangent`` takes a :class:`~captum_pags.scores.ScoreModel` (its Tweedie
+# denoiser :math:`x + \sigma^2 \nabla \log p_\sigma(x)`) or any function
+# :math:`D(x, \sigma)`. Without a target it is the unconditional denoiser (the null
 # label): the manifold of all digits, not of one class.
 x, y = test.images[:8], test.labels[:8]
 score_model = load_digits16_score_model()
 sigma = 0.05
-
-
-def digits_denoiser(images, sigma):
-    level = score_model.noise_level(sigma)  # the trained timestep closest to sigma
-    x_t = level.alpha_cumprod**0.5 * (2 * images - 1)
-    t = torch.full((images.shape[0],), int(level.timestep))
-    null = torch.full_like(t, score_model.null_class)
-    eps = score_model.unet(x_t, t, class_labels=null).sample
-    return images - 2 * level.sigma**2 * eps / level.model_sigma
-
-
-with torch.no_grad():
-    torch.testing.assert_close(digits_denoiser(x, sigma), score_model.denoise(x, sigma))
-
 noisy = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
 spaces = {
     "local PCA": LocalPCATangent(train.images, dim=16, n_neighbors=40),
     "decoder": digits16_decoder_tangent(),
-    "denoiser": DenoiserTangent(
-        digits_denoiser, sigma, dim=16, oversampling=16, input_shape=(1, 16, 16)
-    ),
+    "denoiser": DenoiserTangent(score_model, sigma, dim=16, oversampling=16),
 }
 where = {"local PCA": x, "decoder": x, "denoiser": noisy}
 bases = {name: space.basis(where[name]) for name, space in spaces.items()}
@@ -180,9 +163,7 @@ fig.tight_layout()
 # scale, so ``k`` is a choice: how much of each neighbourhood to call "along the data".
 wide_pca = LocalPCATangent(train.images, dim=60, n_neighbors=100)
 wide_pca.basis(x)
-wide_denoiser = DenoiserTangent(
-    digits_denoiser, sigma, dim=60, oversampling=10, input_shape=(1, 16, 16)
-)
+wide_denoiser = DenoiserTangent(score_model, sigma, dim=60, oversampling=10)
 denoiser_spectrum = wide_denoiser.spectrum(noisy[:2])
 spectra = {
     "PCA of all training images (std)": pca.explained_variance.sqrt(),

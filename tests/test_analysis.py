@@ -161,3 +161,21 @@ def test_config_validation():
         SweepConfig(strengths={"noise": (-1.0,)})
     with pytest.raises(ValueError, match="unknown keys"):
         SweepConfig.from_dict({"epochz": 3})
+
+
+def test_analyze_an_exported_program(tmp_path):
+    """A ``torch.export`` archive cannot switch train/eval mode; the analysis must still run."""
+    model = MLP().eval()
+    x, y = load_user_data("digits16", max_examples=12)
+    path = tmp_path / "model.pt2"
+    batch = torch.export.Dim("batch")
+    torch.export.save(torch.export.export(model, (x,), dynamic_shapes=({0: batch},)), str(path))
+    exported = load_user_model(str(path))
+    res = analyze_model(exported, x, y, out=str(tmp_path / "report"), n_samples=2, quiet=True)
+    reference = analyze_model(model, x, y, out=str(tmp_path / "reference"), n_samples=2, quiet=True)
+    for key in ("accuracy", "alignment_bayes", "tangent_alignment", "relative_robustness"):
+        assert math.isclose(res.metrics[key], reference.metrics[key], rel_tol=1e-4, abs_tol=1e-6), key
+    static = tmp_path / "static.pt2"
+    torch.export.save(torch.export.export(model, (x,)), str(static))
+    with pytest.raises(AnalysisInputError, match="fixed batch size"):
+        analyze_model(load_user_model(str(static)), x, y, out=str(tmp_path / "static"), quiet=True)

@@ -19,6 +19,12 @@ def test_run_forward_selects_targets_like_captum():
 def test_run_forward_turns_captum_assertions_into_value_errors():
     with pytest.raises(ValueError, match="`target`"):
         run_forward(nn.Linear(3, 4), (torch.randn(5, 3),), [0, 1])
+
+    def failing_model(x):
+        raise AssertionError("the model's own check")
+
+    with pytest.raises(AssertionError, match="the model's own check"):  # not mistaken for a bad target
+        run_forward(failing_model, (torch.randn(2, 3),), 0)
     with pytest.raises(TypeError, match="`forward_func` to return a torch.Tensor"):
         run_forward(lambda a: (a,), (torch.randn(2, 3),))
 

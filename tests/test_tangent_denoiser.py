@@ -171,3 +171,25 @@ def test_bad_arguments(mixture10):
         DenoiserTangent(lambda v, s: v, sigma=0.1, dim=2).basis((x, x))
     with pytest.raises(ValueError, match="Expected `iterations` to be >= 0 but got -1"):
         DenoiserTangent(mixture10, sigma=0.1, dim=2, iterations=-1)
+
+
+def test_score_model_wrapping_a_network_matches_the_plain_denoiser():
+    """A ScoreModel that holds a network (the shipped diffusion model) works under torch.func."""
+    from conftest import assert_model_unchanged, model_snapshot
+
+    from captum_pags.datasets import load_digits16
+    from captum_pags.models import load_digits16_score_model
+
+    score_model = load_digits16_score_model()
+    before = model_snapshot(score_model.unet)
+    sigma = 0.05
+    x = load_digits16("test").images[:3]
+    noisy = x + sigma * torch.randn(x.shape)
+    from_score = DenoiserTangent(score_model, sigma, dim=6, oversampling=6, seed=0)
+    plain = DenoiserTangent(
+        lambda z, s: score_model.denoise(z, s), sigma, dim=6, oversampling=6, seed=0, input_shape=(1, 16, 16)
+    )
+    b1, b2 = from_score.basis(noisy), plain.basis(noisy)
+    torch.testing.assert_close(b1 @ b1.transpose(1, 2), torch.eye(6).expand(3, 6, 6), atol=1e-4, rtol=0)
+    torch.testing.assert_close(b1.transpose(1, 2) @ b1, b2.transpose(1, 2) @ b2, atol=1e-4, rtol=1e-4)
+    assert_model_unchanged(score_model.unet, before)

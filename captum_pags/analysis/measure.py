@@ -108,9 +108,17 @@ def _logits(model: nn.Module, images: Tensor, batch_size: int) -> Tensor:
     try:
         with torch.no_grad():
             out = torch.cat([model(images[s]) for s in chunks(images.shape[0], batch_size)])
-    except RuntimeError as err:
+    except (RuntimeError, AssertionError) as err:
         raise AnalysisInputError(
             f"the model does not take inputs of shape {tuple(images.shape[1:])}: {str(err).splitlines()[0]}"
+        ) from None
+    try:  # the measurements evaluate batches of other sizes too
+        with torch.no_grad():
+            model(images[:1])
+    except (RuntimeError, AssertionError) as err:
+        raise AnalysisInputError(
+            "the model takes only a fixed batch size (export it with a dynamic batch dimension): "
+            f"{str(err).splitlines()[0]}"
         ) from None
     if not isinstance(out, Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__

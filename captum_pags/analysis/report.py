@@ -86,7 +86,11 @@ def _figure_curves(
     import matplotlib.pyplot as plt
 
     methods = _by_method(rows)
-    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 4.0), squeeze=False)
+    # one legend row under several panels; one entry per row under a single panel, so it fits
+    ncol = len(curves) if len(methods) > 1 else 1
+    legend_height = 0.25 * (1 if ncol > 1 else len(curves))
+    height = 4.0 + legend_height
+    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), height), squeeze=False)
     for ax, (method, mrows) in zip(axes[0], methods.items()):
         for key, label, style in curves:
             xs, ys = _mean_by_strength(mrows, key)
@@ -101,8 +105,8 @@ def _figure_curves(
         ax.set_title(method)
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(curves), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, (legend_height + 0.1) / height, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -129,7 +133,7 @@ def _figure_maps(images: Tensor, maps: Mapping[str, Tensor], path: Path) -> None
 
     rows = [images, *maps.values()]
     titles = ["input", *maps.keys()]
-    fig = attribution_grid(rows, titles, scale=1.1)
+    fig = attribution_grid(rows, titles, scale=1.3)
     for ax in fig.axes[: images.shape[0]]:
         ax.images[0].set_cmap("gray")
         ax.images[0].set_clim(0.0, 1.0)

@@ -38,7 +38,8 @@ def load_user_model(
     ----------
     path : str
         ``.pt``/``.pth`` TorchScript archive, ``.pt2`` exported program (:func:`torch.export.save`),
-        or a ``.safetensors``/``.pt`` state dict.
+        or a ``.safetensors``/``.pt`` state dict. Export programs with a dynamic batch dimension
+        (``dynamic_shapes``): the analysis evaluates batches of several sizes.
     model_class : str, optional
         ``"package.module:ClassName"`` (or dotted) for state dicts.
     model_kwargs : str or dict

@@ -205,7 +205,8 @@ class DenoiserTangent(TangentSpace):
         sigma = self.sigma
         if isinstance(self.denoiser, ScoreModel):
             model = self.denoiser
-            return lambda x: x + sigma**2 * model._score(x, sigma, target)
+            used = model.resolve_sigma(sigma)  # Tweedie with the noise level actually evaluated, as in `denoise`
+            return lambda x: x + used**2 * model._score(x, sigma, target)
         fn = self.denoiser
         return lambda x: fn(x, sigma)
 
@@ -226,7 +227,9 @@ class DenoiserTangent(TangentSpace):
         m = min(self._dim + self.oversampling, d)
         probes = self._probe_matrix(m, d, x.device, x.dtype)
         bases, spectra = [], []
-        with evaluation_state(self.denoiser), torch.no_grad():
+        # freeze the networks a score model wraps before torch.func transforms run it
+        networks = self.denoiser.networks() if isinstance(self.denoiser, ScoreModel) else []
+        with evaluation_state(self.denoiser, *networks), torch.no_grad():
             for s in chunks(n, self.chunk_size):
                 fn = self._denoise_fn(None if target is None else target[s])
                 basis, spectrum = self._chunk(fn, x[s].detach(), probes)

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .._tensors import chunked_map
 from .._validation import check_batch, check_positive, check_tensor
@@ -98,6 +98,31 @@ class ScoreModel(ABC):
     @abstractmethod
     def _score(self, inputs: Tensor, sigma: float, target: Tensor | None) -> Tensor:
         """Score for a validated batch ``inputs`` of shape ``(n, *shape)``; ``target`` is ``(n,)`` or None."""
+
+    def networks(self) -> list[nn.Module]:
+        """The torch modules this score model evaluates (by default: its module attributes).
+
+        Callers that transform the score with :mod:`torch.func` (e.g.
+        :class:`~captum_pags.manifold.DenoiserTangent`) freeze these first, so that the score's own
+        temporary state changes are no-ops inside the transform. Override it when the networks
+        are held elsewhere.
+
+        Examples
+        --------
+        >>> class Wrapped(ScoreModel):
+        ...     def __init__(self):
+        ...         self.net = nn.Linear(2, 2)
+        ...     def _score(self, inputs, sigma, target):
+        ...         return self.net(inputs)
+        >>> [type(m).__name__ for m in Wrapped().networks()]
+        ['Linear']
+        """
+        found: list[nn.Module] = []
+        for value in vars(self).values():
+            module = value if isinstance(value, nn.Module) else getattr(value, "__self__", None)
+            if isinstance(module, nn.Module) and all(module is not m for m in found):
+                found.append(module)
+        return found
 
     # ------------------------------------------------------------------ validation
     def check_sigma(self, sigma: Any) -> float:
