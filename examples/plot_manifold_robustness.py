@@ -18,7 +18,7 @@ and lets :func:`~captum_pags.metrics.robustness_regime` name the regime each mod
 
 import matplotlib.pyplot as plt
 import torch
-from torch import nn
+from torch.utils.data import DataLoader
 
 from captum_pags import (
     ManifoldGradient,
@@ -31,6 +31,8 @@ from captum_pags import (
     robustness_regime,
     tangent_alignment,
 )
+from captum_pags.models import MLP
+from captum_pags.training import RandomizedSmoothingLoss, StandardLoss, fit
 from captum_pags.viz import attribution_grid
 
 # sphinx_gallery_thumbnail_number = 3
@@ -43,26 +45,17 @@ score_model = load_digits16_score_model()
 # %%
 # Training with input noise
 # -------------------------
-# A plain PyTorch loop; only the standard deviation of the noise added to each batch changes.
+# The package's training loop (:func:`~captum_pags.training.fit`) with Gaussian input noise
+# (:class:`~captum_pags.training.RandomizedSmoothingLoss`); only its standard deviation changes.
 
 
 def train_mlp(noise, epochs=20, seed=0):
+    """An MLP trained with Gaussian input noise of std ``noise`` (plain cross-entropy at 0)."""
     torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(256, 256),
-        nn.ReLU(),
-        nn.Linear(256, 256),
-        nn.ReLU(),
-        nn.Linear(256, 10),
-    )
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(train)).split(64):
-            batch = train.images[idx] + noise * torch.randn_like(train.images[idx])
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(batch), train.labels[idx]).backward()
-            optimizer.step()
+    model = MLP(hidden=(256, 256), activation="relu")
+    loss = RandomizedSmoothingLoss(noise) if noise > 0 else StandardLoss()
+    loader = DataLoader(train.dataset(), batch_size=64, shuffle=True)
+    fit(model, loss, loader, epochs=epochs, seed=seed, quiet=True)
     return model.eval()
 
 

@@ -13,7 +13,7 @@ perceptually aligned gradients resemble (Srinivas, Bordt & Lakkaraju, NeurIPS 20
 
 import matplotlib.pyplot as plt
 import torch
-from torch import nn
+from torch.utils.data import DataLoader
 
 from captum_pags import (
     ScoreAttribution,
@@ -24,6 +24,8 @@ from captum_pags import (
     tangent_alignment,
 )
 from captum_pags.metrics import random_tangent_alignment
+from captum_pags.models import MLP
+from captum_pags.training import RandomizedSmoothingLoss, StandardLoss, fit
 from captum_pags.viz import attribution_grid
 
 torch.manual_seed(0)
@@ -117,22 +119,12 @@ for c, ax in enumerate(fig.axes[:10]):
 
 
 def train_mlp(noise, epochs=20, seed=0):
+    """An MLP trained with Gaussian input noise of std ``noise`` (plain cross-entropy at 0)."""
     torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(256, 256),
-        nn.ReLU(),
-        nn.Linear(256, 256),
-        nn.ReLU(),
-        nn.Linear(256, 10),
-    )
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(train)).split(64):
-            batch = train.images[idx] + noise * torch.randn_like(train.images[idx])
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(batch), train.labels[idx]).backward()
-            optimizer.step()
+    model = MLP(hidden=(256, 256), activation="relu")
+    loss = RandomizedSmoothingLoss(noise) if noise > 0 else StandardLoss()
+    loader = DataLoader(train.dataset(), batch_size=64, shuffle=True)
+    fit(model, loss, loader, epochs=epochs, seed=seed, quiet=True)
     return model.eval()
 
 
