@@ -34,6 +34,9 @@ def test_quick_sweep_shows_the_inverted_u(quick_sweep):
         assert peak > align[0] and peak > align[-1], (method, align)
         assert acc[-1] < acc[0] - 0.3, (method, acc)
         assert [r.regime for r in rows] == ["weak", "bayes_aligned", "excessive"], method
+        for r in rows:  # the estimated (decoder) tangent space is measured too
+            assert 0.25 < r.metrics["tangent_alignment_decoder"] <= 1.0
+            assert r.metrics["relative_robustness_decoder"] > 0
 
 
 @pytest.mark.slow

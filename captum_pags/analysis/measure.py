@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -45,6 +45,9 @@ class EvaluationData:
         Seed of the random directions.
     batch_size : int
         Examples per forward/backward pass.
+    extra_tangent_spaces : dict of str to TangentSpace
+        Further (estimated) tangent spaces; each adds ``tangent_alignment_<name>``,
+        ``robustness_on_<name>``, ``robustness_off_<name>`` and ``relative_robustness_<name>``.
 
     Examples
     --------
@@ -65,6 +68,7 @@ class EvaluationData:
     n_samples: int
     seed: int
     batch_size: int = 256
+    extra_tangent_spaces: dict[str, TangentSpace] = field(default_factory=dict)
 
 
 def prepare_evaluation(
@@ -77,6 +81,7 @@ def prepare_evaluation(
     n_samples: int,
     seed: int = 0,
     batch_size: int = 256,
+    extra_tangent_spaces: Mapping[str, TangentSpace] | None = None,
 ) -> EvaluationData:
     """Compute the score maps once and bundle the evaluation settings.
 
@@ -95,7 +100,17 @@ def prepare_evaluation(
             cond = score_model.score(images, sigma, labels, batch_size=batch_size)
             bayes = cond - score_model.score(images, sigma, batch_size=batch_size)
     return EvaluationData(
-        images, labels, tangent_space, cond, bayes, float(sigma), tuple(epsilons), n_samples, seed, batch_size
+        images,
+        labels,
+        tangent_space,
+        cond,
+        bayes,
+        float(sigma),
+        tuple(epsilons),
+        n_samples,
+        seed,
+        batch_size,
+        dict(extra_tangent_spaces or {}),
     )
 
 
@@ -174,20 +189,22 @@ def measure_model(model: nn.Module, data: EvaluationData) -> dict[str, Any]:
             result["alignment_conditional"] = _nanmean(score_alignment(g_logit, data.conditional_scores))
         else:
             result["alignment_bayes"] = result["alignment_conditional"] = math.nan
-        result["tangent_alignment"] = _nanmean(tangent_alignment(g_ls, x, data.tangent_space))
-        rob = manifold_robustness(
-            model,
-            x,
-            data.tangent_space,
-            data.epsilons,
-            n_samples=data.n_samples,
-            seed=data.seed,
-            max_examples_per_batch=data.batch_size,
-        ).mean()
-        result["robustness_on"] = float(rob.on[0, 0])
-        result["robustness_off"] = float(rob.off[0, 0])
-        result["relative_robustness"] = float(rob.relative[0, 0])
-        result["robustness_on_curve"] = [float(v) for v in rob.on[0]]
-        result["robustness_off_curve"] = [float(v) for v in rob.off[0]]
+        for name, space in {"": data.tangent_space, **data.extra_tangent_spaces}.items():
+            suffix = f"_{name}" if name else ""
+            result[f"tangent_alignment{suffix}"] = _nanmean(tangent_alignment(g_ls, x, space))
+            rob = manifold_robustness(
+                model,
+                x,
+                space,
+                data.epsilons,
+                n_samples=data.n_samples,
+                seed=data.seed,
+                max_examples_per_batch=data.batch_size,
+            ).mean()
+            result[f"robustness_on{suffix}"] = float(rob.on[0, 0])
+            result[f"robustness_off{suffix}"] = float(rob.off[0, 0])
+            result[f"relative_robustness{suffix}"] = float(rob.relative[0, 0])
+            result[f"robustness_on_curve{suffix}"] = [float(v) for v in rob.on[0]]
+            result[f"robustness_off_curve{suffix}"] = [float(v) for v in rob.off[0]]
         result["gradient_norm"] = float(g_ls.flatten(1).norm(dim=1).mean())
     return result

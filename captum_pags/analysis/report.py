@@ -34,6 +34,16 @@ _COLUMNS = [
 ]
 
 
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The fixed columns, plus alignment and robustness under any further tangent space (``*_<name>``)."""
+    columns = list(_COLUMNS)
+    for key in rows[0]:
+        for prefix, label in (("tangent_alignment_", "tangent align."), ("relative_robustness_", "off/on robustness")):
+            if key.startswith(prefix) and isinstance(rows[0][key], (int, float)):
+                columns.insert(-1, (key, f"{label} ({key[len(prefix) :]})"))
+    return columns
+
+
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -205,9 +215,10 @@ def write_report(
     files["csv"] = out / "results.csv"
     table = io.StringIO()
     writer = csv.writer(table)
-    writer.writerow([k for k, _ in _COLUMNS])
+    columns = _columns(rows)
+    writer.writerow([k for k, _ in columns])
     for r in rows:
-        writer.writerow([r[k] for k, _ in _COLUMNS])
+        writer.writerow([r.get(k, "") for k, _ in columns])
     atomic_write(files["csv"], table.getvalue().encode())
 
     files["alignment"] = out / "alignment_accuracy.png"
@@ -236,8 +247,11 @@ def _html(
     notes: Sequence[str],
     files: Mapping[str, Path],
 ) -> str:
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in _COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r[k]))}</td>" for k, _ in _COLUMNS) + "</tr>" for r in rows)
+    columns = _columns(rows)
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(k, '')))}</td>" for k, _ in columns) + "</tr>" for r in rows
+    )
     figures = []
     captions = {
         "alignment": "Perceptual alignment and accuracy against regularisation strength",

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..attr.manifold_gradient import input_gradients
 from ..datasets import digits16_subspace, load_digits16
 from ..metrics import robustness_regime
-from ..models import MLP, SmallCNN, load_digits16_score_model
+from ..models import MLP, SmallCNN, digits16_decoder_tangent, load_digits16_score_model
 from ..models._weights import load_weights, save_weights
 from ..training import AdversarialLoss, GradientNormLoss, RandomizedSmoothingLoss, StandardLoss, fit
 from .config import SweepConfig
@@ -233,7 +233,15 @@ def run_sweep(config: SweepConfig | None = None) -> SweepResult:
     x, y = test.images[: config.n_eval].to(device), test.labels[: config.n_eval].to(device)
     score_model = load_digits16_score_model(device=device)
     data = prepare_evaluation(
-        x, y, digits16_subspace(), score_model, config.sigma, config.epsilons, config.n_samples, config.seed
+        x,
+        y,
+        digits16_subspace(),
+        score_model,
+        config.sigma,
+        config.epsilons,
+        config.n_samples,
+        config.seed,
+        extra_tangent_spaces={"decoder": digits16_decoder_tangent(device=device)},
     )
     train_data = load_digits16("train").dataset()
     jobs = [(m, s, seed) for m in config.methods for s in sorted(config.strengths[m]) for seed in config.seeds]
@@ -266,7 +274,8 @@ def run_sweep(config: SweepConfig | None = None) -> SweepResult:
         title="captum_pags sweep on digits16",
         notes=[
             f"{len(results)} models, {config.architecture}, sigma={config.sigma}; score model: the shipped "
-            "class-conditional diffusion model; tangent space: the exact 64-dimensional digits16 subspace.",
+            "class-conditional diffusion model; tangent space: the exact 64-dimensional digits16 subspace "
+            "(columns marked 'decoder': the 16-dimensional tangent space of the shipped autoencoder's decoder).",
             REGIME_RULE,
         ],
     )
