@@ -69,3 +69,13 @@ def test_all_lists_only_existing_names(pkg):
 
 def test_version_is_exposed():
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", captum_pags.__version__)
+
+
+def test_readme_quick_start_runs():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks, "README.md has no Python quick start"
+    for code in blocks:
+        namespace: dict = {}
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert float(namespace["off"].norm() / namespace["on"].norm()) < 1e-6  # the Bayes gradient is on-manifold
