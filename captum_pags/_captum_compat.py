@@ -17,9 +17,17 @@ from captum._utils.common import (
     _run_forward,
     _select_targets,
 )
+from captum._utils.typing import TargetType, TensorOrTupleOfTensorsGeneric
 from torch import Tensor
 
-__all__ = ["expand_forward_args", "expand_target", "format_output", "run_forward"]
+__all__ = [
+    "TargetType",
+    "TensorOrTupleOfTensorsGeneric",
+    "expand_forward_args",
+    "expand_target",
+    "format_output",
+    "run_forward",
+]
 
 
 def run_forward(

@@ -39,3 +39,15 @@ def test_format_and_expand():
     args = expand_forward_args((torch.tensor([[1.0], [2.0]]), "keep"), 2, interleave=True)
     assert torch.equal(args[0], torch.tensor([[1.0], [1.0], [2.0], [2.0]])) and args[1] == "keep"
     assert expand_forward_args(None, 3) is None
+
+
+def test_only_the_compat_module_imports_captum_private_modules():
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "captum_pags"
+    offenders = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name != "_captum_compat.py" and "captum._" in path.read_text()
+    ]
+    assert offenders == []

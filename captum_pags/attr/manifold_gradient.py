@@ -6,12 +6,11 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
-from captum._utils.typing import TargetType, TensorOrTupleOfTensorsGeneric
 from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from .._captum_compat import format_output, run_forward
+from .._captum_compat import TargetType, TensorOrTupleOfTensorsGeneric, format_output, run_forward
 from .._validation import check_batch, check_choice, check_tensor_or_tuple
 from ..manifold.base import TangentSpace
 

@@ -6,11 +6,10 @@ from functools import partial
 from typing import Any, Literal
 
 import torch
-from captum._utils.typing import TargetType, TensorOrTupleOfTensorsGeneric
 from captum.attr import Attribution
 from captum.log import log_usage
 
-from .._captum_compat import format_output
+from .._captum_compat import TargetType, TensorOrTupleOfTensorsGeneric, format_output
 from .._validation import check_batch, check_choice, check_int, check_tensor_or_tuple
 from ..scores.base import ScoreModel
 
