@@ -22,7 +22,7 @@ def ae():
 
 
 @pytest.fixture(scope="module")
-def test_images():
+def held_out_images():
     return load_digits16("test").images
 
 
@@ -35,18 +35,18 @@ def test_shipped_files_are_small_and_match_the_model(ae):
     assert sum(p.numel() for p in ae.parameters()) * 4 <= weights.stat().st_size
 
 
-def test_reconstructs_test_digits_far_better_than_the_mean_image(ae, test_images):
+def test_reconstructs_test_digits_far_better_than_the_mean_image(ae, held_out_images):
     train_mean = load_digits16("train").images.mean(0, keepdim=True)
     with torch.no_grad():
-        err = float(F.mse_loss(ae(test_images), test_images))
-    baseline = float(F.mse_loss(train_mean.expand_as(test_images), test_images))
+        err = float(F.mse_loss(ae(held_out_images), held_out_images))
+    baseline = float(F.mse_loss(train_mean.expand_as(held_out_images), held_out_images))
     assert err < 0.15 * baseline
     config = json.loads((DIGITS16_AUTOENCODER_DIR / "config.json").read_text())
     assert err == pytest.approx(config["metrics"]["test_mse"], rel=1e-3)  # the weights are the ones described
 
 
-def test_decoder_tangent_matches_per_pixel_float64_jacobian(ae, test_images):
-    x = test_images[:3]
+def test_decoder_tangent_matches_per_pixel_float64_jacobian(ae, held_out_images):
+    x = held_out_images[:3]
     space = digits16_decoder_tangent(ae)
     basis = space.basis(x)
     assert basis.shape == (3, 16, 256) and space.last_rank.tolist() == [16, 16, 16]
@@ -64,11 +64,11 @@ def test_decoder_tangent_matches_per_pixel_float64_jacobian(ae, test_images):
     )
 
 
-def test_tangent_space_holds_the_way_to_nearby_digits(ae, test_images):
+def test_tangent_space_holds_the_way_to_nearby_digits(ae, held_out_images):
     # The displacement to the nearest training digit lies much more in the 16-dimensional tangent
     # space than in a random 16-dimensional subspace (which would hold 16/256 of its energy).
     train = load_digits16("train").images.reshape(-1, 256)
-    x = test_images[:40]
+    x = held_out_images[:40]
     nearest = train[torch.cdist(x.reshape(40, -1), train).argmin(1)]
     with torch.no_grad():
         recon = ae(x).reshape(40, -1)
@@ -80,22 +80,22 @@ def test_tangent_space_holds_the_way_to_nearby_digits(ae, test_images):
     assert float(held.mean()) > 0.5 > 5 * float(held_random.mean())  # measured: 0.84
 
 
-def test_model_left_unchanged(test_images):
+def test_model_left_unchanged(held_out_images):
     model = load_digits16_autoencoder().train()
     model.decoder[0].weight.grad = torch.ones_like(model.decoder[0].weight)
     before = model_snapshot(model)
     space = DecoderTangent(model.decoder, model.encoder)
-    space.basis(test_images[:2])
+    space.basis(held_out_images[:2])
     assert_model_unchanged(model, before)
     assert model.training
 
 
-def test_round_trip_through_a_custom_folder(tmp_path, test_images):
+def test_round_trip_through_a_custom_folder(tmp_path, held_out_images):
     model = Digits16Autoencoder(latent_dim=4, channels=(2, 3))
     save_weights(tmp_path, model.state_dict(), {"latent_dim": 4, "channels": [2, 3]})
     loaded = load_digits16_autoencoder(folder=tmp_path)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(test_images[:2]), model.eval()(test_images[:2]))
+        torch.testing.assert_close(loaded(held_out_images[:2]), model.eval()(held_out_images[:2]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     with pytest.raises(FileNotFoundError, match="to contain 'model.safetensors'"):
         load_digits16_autoencoder(folder=tmp_path / "missing")

@@ -16,7 +16,7 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def test_data():
+def held_out():
     return load_digits16("test")
 
 
@@ -49,11 +49,11 @@ def test_shipped_files_are_small_safetensors_and_load_offline(monkeypatch):
 
 
 @pytest.mark.parametrize("conditional", [True, False])
-def test_tweedie_denoise_cuts_the_error_at_least_five_fold(model, test_data, conditional):
+def test_tweedie_denoise_cuts_the_error_at_least_five_fold(model, held_out, conditional):
     sigma = 0.25
-    clean = test_data.images
+    clean = held_out.images
     noisy = _noisy(clean, sigma)
-    labels = test_data.labels if conditional else None
+    labels = held_out.labels if conditional else None
     used = model.resolve_sigma(sigma)
     assert abs(used - sigma) / sigma < 0.01
     denoised = noisy + used**2 * model.score(noisy, sigma, labels, batch_size=128)
@@ -62,9 +62,9 @@ def test_tweedie_denoise_cuts_the_error_at_least_five_fold(model, test_data, con
     assert ratio >= 5.0
 
 
-def test_conditional_scores_differ_by_class_and_the_true_class_denoises_best(model, test_data):
+def test_conditional_scores_differ_by_class_and_the_true_class_denoises_best(model, held_out):
     sigma = 0.5
-    clean, labels = test_data.images[:200], test_data.labels[:200]
+    clean, labels = held_out.images[:200], held_out.labels[:200]
     noisy = _noisy(clean, sigma, seed=1)
     errors = torch.stack(
         [((model.denoise(noisy, sigma, c) - clean) ** 2).flatten(1).mean(1) for c in range(10)], dim=1
@@ -81,8 +81,8 @@ def test_conditional_scores_differ_by_class_and_the_true_class_denoises_best(mod
             assert float(rel.mean()) > 0.05
 
 
-def test_bayes_map_of_the_shipped_model(model, test_data):
-    x, y = test_data.images[:8], test_data.labels[:8]
+def test_bayes_map_of_the_shipped_model(model, held_out):
+    x, y = held_out.images[:8], held_out.labels[:8]
     bayes = ScoreAttribution(model, 0.25, mode="bayes").attribute(x, target=y)
     expected = model.score(x, 0.25, y) - model.score(x, 0.25)
     torch.testing.assert_close(bayes, expected)
