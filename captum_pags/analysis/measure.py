@@ -14,6 +14,7 @@ from .._model_state import preserved_state
 from .._tensors import chunks
 from ..attr.manifold_gradient import input_gradients
 from ..manifold.base import TangentSpace
+from ..manifold.cached import CachedTangent
 from ..metrics import manifold_robustness, score_alignment, tangent_alignment
 from ..scores.base import ScoreModel
 from .errors import AnalysisInputError
@@ -110,7 +111,8 @@ def prepare_evaluation(
         n_samples,
         seed,
         batch_size,
-        dict(extra_tangent_spaces or {}),
+        # estimated bases depend only on the (fixed) images: compute them once for all models
+        {name: CachedTangent(space, images) for name, space in (extra_tangent_spaces or {}).items()},
     )
 
 
