@@ -18,8 +18,8 @@ __all__ = ["build_parser", "main"]
 _THREAD_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.HelpFormatter):
+    """Wraps descriptions and help; defaults are written into each option's help."""
 
 
 def _floats(text: str) -> list[float]:
@@ -36,12 +36,25 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers but got {text!r}") from None
 
 
+def _grid(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="report", help="folder for the report (results.json/csv, PNG figures, report.html)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (training order, perturbations, noise)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument(
-        "--sigma", type=float, default=None, help="noise level of the score model in [0, 1] pixel units (default 0.3)"
+        "--out",
+        default="report",
+        help="folder for the report: results.json/csv, PNG figures, report.html (default: report)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the random perturbation directions of the measurements (default: 0)",
+    )
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument(
+        "--sigma", type=float, default=None, help="noise level of the score model in [0, 1] pixel units (default: 0.3)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -54,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     >>> build_parser().parse_args(["sweep", "--quick"]).quick
     True
     """
+    from .analysis.config import DEFAULT_STRENGTHS, QUICK_STRENGTHS, SweepConfig
+
     parser = argparse.ArgumentParser(
         prog="captum-pags",
         description=(
@@ -79,20 +94,37 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--methods",
         default="gradient_norm,noise",
-        help="comma-separated training methods: gradient_norm, noise (randomized smoothing), pgd",
+        help="comma-separated training methods: gradient_norm, noise (randomized smoothing), pgd "
+        "(default: gradient_norm,noise)",
     )
     sweep.add_argument(
         "--architecture",
         choices=["mlp", "cnn"],
         default="mlp",
-        help="classifier to train: an MLP 256-128-128-10, or a small softplus CNN (slower; give it >= 20 epochs)",
+        help="classifier to train: an MLP 256-128-128-10, or a small softplus CNN (slower; give it >= 20 epochs) "
+        "(default: mlp)",
     )
-    sweep.add_argument("--strengths-gradient-norm", type=_floats, default=None, help="lambda grid for gradient_norm")
-    sweep.add_argument("--strengths-noise", type=_floats, default=None, help="noise sigma grid for noise training")
-    sweep.add_argument("--strengths-pgd", type=_floats, default=None, help="L2 epsilon grid for PGD training")
-    sweep.add_argument("--epochs", type=int, default=None, help="training epochs per model")
-    sweep.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds, one model per seed")
-    sweep.add_argument("--quick", action="store_true", help="a reduced grid that runs in about a minute (for CI)")
+    for method, what in (
+        ("gradient_norm", "lambda grid for gradient_norm"),
+        ("noise", "noise sigma grid for noise training"),
+        ("pgd", "L2 epsilon grid for PGD training"),
+    ):
+        sweep.add_argument(
+            f"--strengths-{method.replace('_', '-')}",
+            type=_floats,
+            default=None,
+            help=f"{what}, comma-separated (default: {_grid(DEFAULT_STRENGTHS[method])}; "
+            f"with --quick: {_grid(QUICK_STRENGTHS[method])})",
+        )
+    sweep.add_argument(
+        "--epochs", type=int, default=None, help=f"training epochs per model (default: {SweepConfig.epochs})"
+    )
+    sweep.add_argument(
+        "--seeds", type=_ints, default=None, help="comma-separated training seeds, one model per seed (default: 0)"
+    )
+    sweep.add_argument(
+        "--quick", action="store_true", help="a reduced grid (3 strengths per method) that runs in about 20 s (for CI)"
+    )
     sweep.add_argument("--retrain", action="store_true", help="ignore cached models and train again")
 
     analyze = sub.add_parser(
@@ -102,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Measure accuracy, perceptual alignment, tangent alignment and on-/off-manifold robustness "
             "of one classifier. The model is a TorchScript file (.pt), a torch.export archive (.pt2), "
             "or a state dict (.safetensors/.pt) "
-            "together with --model-class. Data is digits16 or a .pt/.npz file holding images x (N, 1, 16, 16) "
-            "in [0, 1] and labels y (N,)."
+            "together with --model-class. Data is digits16 or a .pt/.npz file holding images x (N, ...) and "
+            "labels y (N,). Images shaped like digits16 (1x16x16 in [0, 1]) are measured against the shipped "
+            "diffusion model and the exact digits16 subspace; other data get a PCA tangent space and no score "
+            "model (alignment NaN)."
         ),
         formatter_class=_Formatter,
     )
@@ -116,9 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--model-class", default=None, help="importable class for a state dict, e.g. captum_pags.models:MLP"
     )
-    analyze.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments for --model-class")
-    analyze.add_argument("--data", default="digits16", help="digits16, or a .pt/.npz file with x and y")
-    analyze.add_argument("--max-examples", type=int, default=360, help="analyse at most this many examples")
+    analyze.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments for --model-class (default: {})")
+    analyze.add_argument(
+        "--data",
+        default="digits16",
+        help="digits16 (its test split), or a .pt/.npz file with x and y (default: digits16)",
+    )
+    analyze.add_argument(
+        "--max-examples", type=int, default=360, help="analyse at most this many examples (default: 360)"
+    )
     return parser
 
 

@@ -16,12 +16,14 @@ METHODS: dict[str, str] = {
     "pgd": "L2 radius epsilon of PGD adversarial training",
 }
 
-_DEFAULT_STRENGTHS: dict[str, tuple[float, ...]] = {
+#: Regularisation strengths of the default sweep, per method.
+DEFAULT_STRENGTHS: dict[str, tuple[float, ...]] = {
     "gradient_norm": (0.0, 0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0),
     "noise": (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
     "pgd": (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
 }
-_QUICK_STRENGTHS: dict[str, tuple[float, ...]] = {
+#: Strengths of the reduced ``--quick`` grid, per method.
+QUICK_STRENGTHS: dict[str, tuple[float, ...]] = {
     "gradient_norm": (0.0, 1.0, 1000.0),
     "noise": (0.0, 1.0, 5.0),
     "pgd": (0.0, 1.0, 8.0),
@@ -75,7 +77,7 @@ class SweepConfig:
     """
 
     methods: tuple[str, ...] = ("gradient_norm", "noise")
-    strengths: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(_DEFAULT_STRENGTHS))
+    strengths: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_STRENGTHS))
     architecture: Literal["mlp", "cnn"] = "mlp"
     epochs: int = 20
     batch_size: int = 64
@@ -96,7 +98,7 @@ class SweepConfig:
         self.methods = tuple(self.methods)
         for m in self.methods:
             check_choice("methods", m, tuple(METHODS))
-        merged = dict(_DEFAULT_STRENGTHS)
+        merged = dict(DEFAULT_STRENGTHS)
         merged.update({k: tuple(float(s) for s in v) for k, v in self.strengths.items()})
         self.strengths = merged
         for m in self.methods:
@@ -122,7 +124,7 @@ class SweepConfig:
     def quick(cls, **overrides: Any) -> SweepConfig:
         """A reduced grid (three strengths per method, fewer examples) that runs in about a minute."""
         settings: dict[str, Any] = {
-            "strengths": dict(_QUICK_STRENGTHS),
+            "strengths": dict(QUICK_STRENGTHS),
             "n_eval": 200,
             "n_samples": 4,
             "epsilons": (0.5, 1.0),
