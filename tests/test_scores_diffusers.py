@@ -196,8 +196,8 @@ def test_batch_size_chunks_give_the_same_scores(mixture):
     torch.testing.assert_close(model.score(x, 0.2, y, batch_size=3), model.score(x, 0.2, y))
 
 
-def _tiny_unet(num_class_embeds=None):
-    return UNet2DModel(
+def _tiny_unet(num_class_embeds=None, **overrides):
+    settings = dict(
         sample_size=8,
         in_channels=1,
         out_channels=1,
@@ -209,6 +209,8 @@ def _tiny_unet(num_class_embeds=None):
         num_class_embeds=num_class_embeds,
         dropout=0.1,
     )
+    settings.update(overrides)
+    return UNet2DModel(**settings)
 
 
 def test_real_unet_matches_a_hand_written_conversion():
@@ -350,17 +352,7 @@ def test_bad_inputs(mixture):
         DiffusersScore(unet, scheduler, data_range=(1.0, 0.0))
     with pytest.raises(TypeError, match="Expected `unet` to be a callable model"):
         DiffusersScore(None, scheduler)
-    timestep_classes = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        layers_per_block=1,
-        down_block_types=("DownBlock2D",) * 2,
-        up_block_types=("UpBlock2D",) * 2,
-        class_embed_type="timestep",
-    )
+    timestep_classes = _tiny_unet(class_embed_type="timestep")
     with pytest.raises(ValueError, match="class_embed_type='timestep'"):
         DiffusersScore(timestep_classes, scheduler)
 

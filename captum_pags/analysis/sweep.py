@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .._io import atomic_write
 from ..attr.manifold_gradient import input_gradients
 from ..datasets import digits16_subspace, load_digits16
 from ..metrics import robustness_regime
@@ -279,5 +280,5 @@ def run_sweep(config: SweepConfig | None = None) -> SweepResult:
             REGIME_RULE,
         ],
     )
-    (Path(config.out) / "timing.json").write_text(json.dumps({"seconds": result.seconds}))
+    atomic_write(Path(config.out) / "timing.json", json.dumps({"seconds": result.seconds}).encode())
     return result
