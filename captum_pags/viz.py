@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._validation import check_tensor
+from ._kernel._validation import check_tensor
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from captum_pags._captum_compat import expand_forward_args, expand_target, format_output, run_forward
+from captum_pags._kernel._captum_compat import expand_forward_args, expand_target, format_output, run_forward
 
 
 def test_run_forward_selects_targets_like_captum():

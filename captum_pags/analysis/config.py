@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
-from .._validation import check_choice, check_int, check_positive
+from .._kernel._validation import check_choice, check_int, check_positive
 
 __all__ = ["METHODS", "SweepConfig"]
 

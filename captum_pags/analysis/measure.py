@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._model_state import preserved_state
-from .._tensors import chunks
-from ..attr.manifold_gradient import input_gradients
+from .._kernel._autodiff import input_gradients
+from .._kernel._model_state import preserved_state
+from .._kernel._tensors import chunks
 from ..manifold.base import TangentSpace
 from ..manifold.cached import CachedTangent
 from ..metrics import manifold_robustness, score_alignment, tangent_alignment

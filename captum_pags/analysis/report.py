@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import Tensor
 
-from .._io import atomic_write
+from .._kernel._io import atomic_write
 
 __all__ = ["write_report"]
 

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._io import atomic_write
-from ..attr.manifold_gradient import input_gradients
+from .._kernel._autodiff import input_gradients
+from .._kernel._io import atomic_write
 from ..datasets import digits16_subspace, load_digits16
 from ..metrics import robustness_regime
 from ..models import MLP, SmallCNN, digits16_decoder_tangent, load_digits16_score_model

@@ -10,47 +10,15 @@ from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from .._captum_compat import TargetType, TensorOrTupleOfTensorsGeneric, format_output, run_forward
-from .._validation import check_batch, check_choice, check_tensor_or_tuple
+from .._kernel._autodiff import input_gradients
+from .._kernel._captum_compat import TargetType, TensorOrTupleOfTensorsGeneric, format_output
+from .._kernel._validation import check_batch, check_choice, check_tensor_or_tuple
 from ..manifold.base import TangentSpace
 
-__all__ = ["ManifoldGradient", "input_gradients"]
+__all__ = ["ManifoldGradient", "input_gradients"]  # input_gradients: re-exported from the kernel
 
 Component = Literal["on", "off", "full"]
 COMPONENTS: tuple[str, ...] = ("on", "off", "full")
-
-
-def input_gradients(
-    forward_func: Callable[..., Tensor],
-    inputs: tuple[Tensor, ...],
-    target: TargetType = None,
-    additional_forward_args: Any = None,
-    create_graph: bool = False,
-) -> tuple[Tensor, ...]:
-    r"""Gradients :math:`\nabla_x f_t(x)` of the selected outputs w.r.t. each input tensor.
-
-    Unlike Captum's helper, ``create_graph=True`` keeps the graph so that the gradients can be
-    differentiated again (double backprop). Parameters' ``.grad`` are never touched
-    (:func:`torch.autograd.grad` only). The user's input tensors are not modified: a leaf copy is
-    made when they do not require gradients.
-
-    Examples
-    --------
-    >>> model = torch.nn.Linear(2, 2, bias=False)
-    >>> _ = model.weight.data.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
-    >>> input_gradients(model, (torch.zeros(1, 2),), target=1)
-    (tensor([[3., 4.]]),)
-    """
-    with torch.enable_grad():
-        xs = tuple(x if x.requires_grad else x.detach().requires_grad_() for x in inputs)
-        out = run_forward(forward_func, xs, target, additional_forward_args)
-        if out.dim() > 1 and out[0].numel() != 1:
-            raise ValueError(
-                "Expected `target` to select one output per example (e.g. a class index) but the "
-                f"selected output has shape {tuple(out.shape)}"
-            )
-        grads = torch.autograd.grad(out.sum(), xs, create_graph=create_graph, allow_unused=True)
-    return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(xs, grads))
 
 
 class ManifoldGradient(GradientAttribution):

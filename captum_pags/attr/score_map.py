@@ -9,8 +9,8 @@ import torch
 from captum.attr import Attribution
 from captum.log import log_usage
 
-from .._captum_compat import TargetType, TensorOrTupleOfTensorsGeneric, format_output
-from .._validation import check_batch, check_choice, check_int, check_tensor_or_tuple
+from .._kernel._captum_compat import TargetType, TensorOrTupleOfTensorsGeneric, format_output
+from .._kernel._validation import check_batch, check_choice, check_int, check_tensor_or_tuple
 from ..scores.base import ScoreModel
 
 __all__ = ["ScoreAttribution"]

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from .._validation import check_choice
+from .._kernel._validation import check_choice
 from ..manifold.subspace import LinearSubspace
 
 __all__ = ["DIGITS16_SHAPE", "Digits16", "digits16_subspace", "load_digits16", "upsample_digits"]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._validation import check_int, check_positive
+from .._kernel._validation import check_int, check_positive
 from ..manifold.subspace import LinearSubspace
 from ..scores.analytic import BayesOptimalClassifier, SubspaceGaussianMixtureScore
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._tensors import flatten_features
-from .._validation import check_batch, check_tensor_or_tuple
+from .._kernel._tensors import flatten_features
+from .._kernel._validation import check_batch, check_tensor_or_tuple
 from .base import TangentSpace, TensorOrTuple
 
 __all__ = ["CachedTangent"]

@@ -9,11 +9,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._autodiff import jvp_many
-from .._model_state import evaluation_state, owning_module
-from .._tensors import chunks
-from .._validation import check_int, check_positive
-from .base import ShapeLike, TangentSpace, _principal_rows
+from .._kernel._autodiff import jvp_many
+from .._kernel._linalg import principal_rows
+from .._kernel._model_state import evaluation_state, owning_module
+from .._kernel._tensors import chunks
+from .._kernel._validation import check_int, check_positive
+from .base import ShapeLike, TangentSpace
 
 __all__ = ["DecoderTangent"]
 
@@ -277,4 +278,4 @@ class DecoderTangent(TangentSpace):
         jac = (torch.cat(columns) if len(columns) > 1 else columns[0]).transpose(0, 1)  # (n, k, D)
         if not bool(torch.isfinite(jac).all()):
             raise ValueError("Expected the Jacobian of `decoder` to be finite but it contains NaN or inf")
-        return _principal_rows(jac, rtol=self.rtol)[1]
+        return principal_rows(jac, rtol=self.rtol)[1]

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .._autodiff import jvp_many, vjp_many
-from .._model_state import evaluation_state
-from .._tensors import chunks
-from .._validation import check_int, check_positive, check_tensor
+from .._kernel._autodiff import jvp_many, vjp_many
+from .._kernel._model_state import evaluation_state
+from .._kernel._tensors import chunks
+from .._kernel._validation import check_int, check_positive, check_tensor
 from ..scores.base import ScoreModel, TargetLike
 from .base import ShapeLike, TangentSpace
 

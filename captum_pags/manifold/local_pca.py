@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._tensors import chunks, feature_shapes, flatten_features, num_features
-from .._validation import check_batch, check_int, check_positive, check_tensor_or_tuple
-from .base import TangentSpace, TensorOrTuple, _principal_rows
+from .._kernel._linalg import principal_rows
+from .._kernel._tensors import chunks, feature_shapes, flatten_features, num_features
+from .._kernel._validation import check_batch, check_int, check_positive, check_tensor_or_tuple
+from .base import TangentSpace, TensorOrTuple
 
 __all__ = ["LocalPCATangent"]
 
@@ -142,7 +143,7 @@ class LocalPCATangent(TangentSpace):
             idx = self._neighbors(x[s], ref, ref_sq)
             hood = ref[idx]  # (b, n, D)
             centred = hood - hood.mean(1, keepdim=True)
-            sv, rows = _principal_rows(centred, self._dim, self.rtol)
+            sv, rows = principal_rows(centred, self._dim, self.rtol)
             bases.append(rows)
             svals.append(sv)
             neighbors.append(idx)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._validation import check_batch, check_int, check_tensor
+from .._kernel._validation import check_batch, check_int, check_tensor
 from .base import ShapeLike, TangentSpace, orthonormal_rows
 
 __all__ = ["LinearSubspace"]

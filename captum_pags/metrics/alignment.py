@@ -18,10 +18,17 @@ import torch
 from captum.attr import Attribution
 from torch import Tensor
 
-from .._model_state import preserved_state
-from .._tensors import chunks, feature_shapes, flatten_features, index_examples, unflatten_features
-from .._validation import check_batch, check_choice, check_int, check_same_shape, check_tensor, check_tensor_or_tuple
-from ..attr.manifold_gradient import input_gradients
+from .._kernel._autodiff import input_gradients
+from .._kernel._model_state import preserved_state
+from .._kernel._tensors import chunks, feature_shapes, flatten_features, index_examples, unflatten_features
+from .._kernel._validation import (
+    check_batch,
+    check_choice,
+    check_int,
+    check_same_shape,
+    check_tensor,
+    check_tensor_or_tuple,
+)
 from ..manifold.base import TangentSpace
 from ..scores.base import ScoreModel, TargetLike, format_target
 from ._accumulate import RunningSums

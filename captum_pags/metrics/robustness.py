@@ -17,10 +17,17 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .._captum_compat import run_forward
-from .._model_state import preserved_state
-from .._tensors import chunks, feature_shapes, flatten_features, index_examples, num_features, unflatten_features
-from .._validation import check_choice, check_int, check_positive
+from .._kernel._captum_compat import run_forward
+from .._kernel._model_state import preserved_state
+from .._kernel._tensors import (
+    chunks,
+    feature_shapes,
+    flatten_features,
+    index_examples,
+    num_features,
+    unflatten_features,
+)
+from .._kernel._validation import check_choice, check_int, check_positive
 from ..manifold.base import TangentSpace
 from ._accumulate import RunningSums, distributed_world
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .._io import atomic_write
+from .._kernel._io import atomic_write
 
 #: Folder holding one sub-folder of shipped weights per model.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"

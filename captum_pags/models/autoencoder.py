@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_int
+from .._kernel._validation import check_int
 from ..manifold.decoder import DecoderTangent
 from ._weights import WEIGHTS_DIR, load_weights
 

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_choice, check_int
+from .._kernel._validation import check_choice, check_int
 
 __all__ = ["MLP", "SmallCNN"]
 

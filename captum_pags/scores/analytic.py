@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_positive, check_tensor
-from ..manifold.base import orthonormal_rows
+from .._kernel._linalg import orthonormal_rows
+from .._kernel._validation import check_positive, check_tensor
 from .base import ScoreModel
 
 __all__ = ["AnalyticMixtureScore", "BayesOptimalClassifier", "GaussianMixtureScore", "SubspaceGaussianMixtureScore"]

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._tensors import chunked_map
-from .._validation import check_batch, check_positive, check_tensor
+from .._kernel._tensors import chunked_map
+from .._kernel._validation import check_batch, check_positive, check_tensor
 
 TargetLike = None | int | Tensor | list
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._model_state import preserved_state
-from .._validation import check_int
+from .._kernel._model_state import preserved_state
+from .._kernel._validation import check_int
 from ._convert import AffineUnits, check_null_class, check_range, embedding_labels, model_device_dtype, output_tensor
 from .base import ScoreModel
 

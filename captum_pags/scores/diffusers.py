@@ -14,8 +14,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .._model_state import preserved_state
-from .._validation import check_choice
+from .._kernel._model_state import preserved_state
+from .._kernel._validation import check_choice
 from ._convert import (
     AffineUnits,
     check_null_class,

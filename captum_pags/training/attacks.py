@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from captum.robust import Perturbation
 from torch import Tensor
 
-from .._captum_compat import format_output, run_forward
-from .._model_state import preserved_state, unwrap_parallel
-from .._tensors import feature_shapes, flatten_features, unflatten_features
-from .._validation import check_batch, check_choice, check_int, check_positive, check_tensor_or_tuple
+from .._kernel._captum_compat import format_output, run_forward
+from .._kernel._model_state import preserved_state, unwrap_parallel
+from .._kernel._tensors import feature_shapes, flatten_features, unflatten_features
+from .._kernel._validation import check_batch, check_choice, check_int, check_positive, check_tensor_or_tuple
 from ..scores.base import format_target
 
 __all__ = ["PGD"]

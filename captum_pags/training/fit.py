@@ -29,9 +29,9 @@ from torch.utils.data import (
 )
 from tqdm.auto import tqdm
 
-from .._io import atomic_write
-from .._model_state import preserved_state, unwrap_parallel
-from .._validation import check_int
+from .._kernel._io import atomic_write
+from .._kernel._model_state import preserved_state, unwrap_parallel
+from .._kernel._validation import check_int
 
 __all__ = ["FitHistory", "fit", "load_checkpoint"]
 

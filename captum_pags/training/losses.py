@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._model_state import unwrap_parallel
-from .._validation import check_batch, check_choice, check_int, check_positive, check_tensor
+from .._kernel._model_state import unwrap_parallel
+from .._kernel._validation import check_batch, check_choice, check_int, check_positive, check_tensor
 from ..scores.base import ScoreModel, format_target
 from .attacks import NORMS, PGD, Norm
 

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._model_state import preserved_state
-from .._tensors import chunks
-from .._validation import check_batch, check_int, check_positive, check_tensor
+from .._kernel._model_state import preserved_state
+from .._kernel._tensors import chunks
+from .._kernel._validation import check_batch, check_int, check_positive, check_tensor
 
 __all__ = ["ABSTAIN", "Certificate", "SmoothedClassifier"]
 

@@ -1,13 +1,17 @@
-"""Many Jacobian-vector and vector-Jacobian products at one point, batched with ``torch.func``."""
+"""Automatic differentiation written once: input gradients and batched JVP/VJP products (``torch.func``)."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import torch
 from torch import Tensor
 from torch.func import jvp, vjp, vmap
+
+from ._captum_compat import TargetType, run_forward
 
 
 @contextmanager
@@ -63,3 +67,36 @@ def vjp_many(fn: Callable[[Tensor], Tensor], primal: Tensor, cotangents: Tensor,
         _, pullback = vjp(fn, _repeat(primal, m))
         out = pullback(cotangents.reshape(m * n, *cotangents.shape[2:]))[0]
         return out.reshape(m, n, *out.shape[1:])
+
+
+def input_gradients(
+    forward_func: Callable[..., Tensor],
+    inputs: tuple[Tensor, ...],
+    target: TargetType = None,
+    additional_forward_args: Any = None,
+    create_graph: bool = False,
+) -> tuple[Tensor, ...]:
+    r"""Gradients :math:`\nabla_x f_t(x)` of the selected outputs w.r.t. each input tensor.
+
+    Unlike Captum's helper, ``create_graph=True`` keeps the graph so that the gradients can be
+    differentiated again (double backprop). Parameters' ``.grad`` are never touched
+    (:func:`torch.autograd.grad` only). The user's input tensors are not modified: a leaf copy is
+    made when they do not require gradients.
+
+    Examples
+    --------
+    >>> model = torch.nn.Linear(2, 2, bias=False)
+    >>> _ = model.weight.data.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    >>> input_gradients(model, (torch.zeros(1, 2),), target=1)
+    (tensor([[3., 4.]]),)
+    """
+    with torch.enable_grad():
+        xs = tuple(x if x.requires_grad else x.detach().requires_grad_() for x in inputs)
+        out = run_forward(forward_func, xs, target, additional_forward_args)
+        if out.dim() > 1 and out[0].numel() != 1:
+            raise ValueError(
+                "Expected `target` to select one output per example (e.g. a class index) but the "
+                f"selected output has shape {tuple(out.shape)}"
+            )
+        grads = torch.autograd.grad(out.sum(), xs, create_graph=create_graph, allow_unused=True)
+    return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(xs, grads))
