@@ -105,7 +105,7 @@ class ManifoldGradient(GradientAttribution):
         check_batch("inputs", inputs_t)
         if component != "full":
             # validate shapes before the (possibly costly) backward pass
-            self.tangent_space._check_inputs(inputs_t)
+            self.tangent_space.check_inputs(inputs_t)
         grads = input_gradients(self.forward_func, inputs_t, target, additional_forward_args, create_graph)
         if component != "full":
             with torch.no_grad():

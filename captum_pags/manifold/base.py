@@ -84,7 +84,11 @@ class TangentSpace(ABC):
         """Return the basis for validated inputs: ``(k, D)`` if shared, else ``(N, k, D)``."""
 
     # ------------------------------------------------------------------ validation
-    def _check_inputs(self, inputs: TensorOrTuple, name: str = "inputs") -> tuple[Tensor, ...]:
+    def check_inputs(self, inputs: TensorOrTuple, name: str = "inputs") -> tuple[Tensor, ...]:
+        """Validate ``inputs`` (a tensor or tuple, per-example shapes as built for) and return them as a tuple.
+
+        Metrics and attributions call it before any costly work, so that a bad shape is refused first.
+        """
         inputs_t = check_tensor_or_tuple(name, inputs)
         check_batch(name, inputs_t)
         shapes = feature_shapes(inputs_t)
@@ -124,7 +128,7 @@ class TangentSpace(ABC):
         Tensor
             ``(N, k, D)``; rows orthonormal (rows of zeros mark directions an estimator dropped).
         """
-        inputs_t = self._check_inputs(inputs)
+        inputs_t = self.check_inputs(inputs)
         basis = self._shared_or_batched_basis(inputs_t)
         if basis.dim() == 2:
             basis = basis.unsqueeze(0).expand(inputs_t[0].shape[0], -1, -1)
@@ -146,7 +150,7 @@ class TangentSpace(ABC):
         (on, off)
             Two objects of the same form and shapes as ``vectors``.
         """
-        inputs_t = self._check_inputs(inputs)
+        inputs_t = self.check_inputs(inputs)
         vec_t = check_tensor_or_tuple("vectors", vectors)
         if len(vec_t) != len(inputs_t):
             raise ValueError(f"Expected `vectors` to hold {len(inputs_t)} tensor(s) like `inputs` but got {len(vec_t)}")

@@ -206,7 +206,7 @@ class DenoiserTangent(TangentSpace):
         if isinstance(self.denoiser, ScoreModel):
             model = self.denoiser
             used = model.resolve_sigma(sigma)  # Tweedie with the noise level actually evaluated, as in `denoise`
-            return lambda x: x + used**2 * model._score(x, sigma, target)
+            return lambda x: x + used**2 * model.raw_score(x, sigma, target)
         fn = self.denoiser
         return lambda x: fn(x, sigma)
 
@@ -223,7 +223,7 @@ class DenoiserTangent(TangentSpace):
             raise ValueError(f"Expected `dim` to be < D = {d} but got {self._dim}")
         target = None
         if isinstance(self.denoiser, ScoreModel):
-            _, target = self.denoiser._check_call(x, self.sigma, self.target)
+            _, target = self.denoiser.check_call(x, self.sigma, self.target)
         m = min(self._dim + self.oversampling, d)
         probes = self._probe_matrix(m, d, x.device, x.dtype)
         bases, spectra = [], []
@@ -283,7 +283,7 @@ class DenoiserTangent(TangentSpace):
             ``(N, m)`` descending, ``m = min(dim + oversampling, D)``; for the optimal denoiser they
             are the eigenvalues of :math:`\operatorname{Cov}[x_0 \mid x] / \sigma^2`.
         """
-        inputs_t = self._check_inputs(inputs)
+        inputs_t = self.check_inputs(inputs)
         _, spectrum = self._estimate(inputs_t)
         self.last_spectrum = spectrum
         return spectrum

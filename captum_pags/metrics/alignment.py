@@ -305,7 +305,7 @@ def _check_tangent_args(
         raise TypeError(
             f"Expected `tangent_space` to be a captum_pags TangentSpace but got {type(tangent_space).__name__}"
         )
-    inputs_t = tangent_space._check_inputs(inputs)
+    inputs_t = tangent_space.check_inputs(inputs)
     attr_t = check_tensor_or_tuple("attributions", attributions)
     if len(attr_t) != len(inputs_t):
         raise ValueError(

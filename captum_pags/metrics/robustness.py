@@ -251,7 +251,7 @@ def _check_robustness_args(
 
 
 def _check_robustness_inputs(inputs: TensorOrTuple, tangent_space: TangentSpace) -> tuple[Tensor, ...]:
-    inputs_t = tangent_space._check_inputs(inputs)
+    inputs_t = tangent_space.check_inputs(inputs)
     for x in inputs_t:
         if not x.is_floating_point():
             raise TypeError(f"Expected `inputs` to be floating point tensors but got dtype {x.dtype}")

@@ -70,7 +70,7 @@ class AnalyticMixtureScore(ScoreModel):
 
     def class_log_likelihoods(self, inputs: Tensor, sigma: float = 0.0) -> Tensor:
         r"""Exact :math:`\log p_\sigma(x \mid c)` for every class, shape ``(N, C)``."""
-        sigma, _ = self._check_call(inputs, sigma, None)
+        sigma, _ = self.check_call(inputs, sigma, None)
         return self._class_terms(inputs.reshape(inputs.shape[0], -1), sigma)[0]
 
     def log_prob(self, inputs: Tensor, sigma: float = 0.0) -> Tensor:

@@ -99,6 +99,13 @@ class ScoreModel(ABC):
     def _score(self, inputs: Tensor, sigma: float, target: Tensor | None) -> Tensor:
         """Score for a validated batch ``inputs`` of shape ``(n, *shape)``; ``target`` is ``(n,)`` or None."""
 
+    def raw_score(self, inputs: Tensor, sigma: float, target: Tensor | None) -> Tensor:
+        """The score of an already validated batch (see :meth:`check_call`), without checks or chunking.
+
+        For callers that transform the score with :mod:`torch.func`; everyone else calls :meth:`score`.
+        """
+        return self._score(inputs, sigma, target)
+
     def networks(self) -> list[nn.Module]:
         """The torch modules this score model evaluates (by default: its module attributes).
 
@@ -141,7 +148,12 @@ class ScoreModel(ABC):
         """
         return self.check_sigma(sigma)
 
-    def _check_call(self, inputs: Any, sigma: Any, target: TargetLike) -> tuple[float, Tensor | None]:
+    def check_call(self, inputs: Any, sigma: Any, target: TargetLike) -> tuple[float, Tensor | None]:
+        """Validate a call's ``inputs``, ``sigma`` and ``target``; return the noise level and ``(N,)`` labels or None.
+
+        Callers that evaluate :meth:`raw_score` inside their own loops (e.g. under
+        :mod:`torch.func`) validate once with this method first.
+        """
         check_tensor("inputs", inputs)
         n = check_batch("inputs", [inputs])
         if self.input_shape is not None and tuple(inputs.shape[1:]) != tuple(self.input_shape):
@@ -185,7 +197,7 @@ class ScoreModel(ABC):
         Tensor
             ``(N, *shape)`` on the inputs' device.
         """
-        sigma, t = self._check_call(inputs, sigma, target)
+        sigma, t = self.check_call(inputs, sigma, target)
         if t is None:
             return chunked_map(lambda x: self._score(x, sigma, None), inputs, chunk_size=batch_size)
         return chunked_map(lambda x, y: self._score(x, sigma, y), inputs, t, chunk_size=batch_size)

@@ -238,8 +238,9 @@ class DiffusersScore(ScoreModel):
         return self.noise_level(sigma).sigma
 
     # ------------------------------------------------------------------ evaluation
-    def _check_call(self, inputs: Any, sigma: Any, target: TargetLike) -> tuple[float, Tensor | None]:
-        result = super()._check_call(inputs, sigma, target)
+    def check_call(self, inputs: Any, sigma: Any, target: TargetLike) -> tuple[float, Tensor | None]:
+        """Validate as :meth:`ScoreModel.check_call`, and the channel count against the UNet's ``in_channels``."""
+        result = super().check_call(inputs, sigma, target)
         c = self.in_channels
         if c is not None and (inputs.dim() < 2 or inputs.shape[1] != c):
             raise ValueError(
