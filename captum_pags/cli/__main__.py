@@ -1,0 +1,7 @@
+"""``python -m captum_pags.cli``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
