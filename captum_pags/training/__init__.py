@@ -1,7 +1,8 @@
 """What makes models robust: losses, attacks, smoothing and a training loop."""
 
 from .attacks import PGD
-from .fit import FitHistory, fit, load_checkpoint
+from .checkpoint import load_checkpoint
+from .fit import FitHistory, fit
 from .losses import (
     AdversarialLoss,
     GradientNormLoss,
