@@ -13,10 +13,13 @@ from .losses import (
     StandardLoss,
     TrainingLoss,
 )
+from .paper_units import PAPER_BATCH_SIZE, PAPER_GRIDS, from_paper_strength, to_paper_strength
 from .smoothing import ABSTAIN, Certificate, SmoothedClassifier
 
 __all__ = [
     "ABSTAIN",
+    "PAPER_BATCH_SIZE",
+    "PAPER_GRIDS",
     "PGD",
     "AdversarialLoss",
     "Certificate",
@@ -30,5 +33,7 @@ __all__ = [
     "StandardLoss",
     "TrainingLoss",
     "fit",
+    "from_paper_strength",
     "load_checkpoint",
+    "to_paper_strength",
 ]
