@@ -124,7 +124,7 @@ def _check_loss(value: Any, epoch: int, batch_in_epoch: int, global_step: int) -
         raise ValueError(f"Expected `loss` to return a scalar tensor but got {shape}")
     if not bool(torch.isfinite(value.detach()).all()):
         raise FloatingPointError(
-            f"Expected a finite training loss but got {float(value)} at epoch {epoch + 1}, step "
+            f"Expected a finite training loss but got {float(value.detach())} at epoch {epoch + 1}, step "
             f"{batch_in_epoch + 1} of the epoch (global step {global_step + 1}); nothing was updated at this step"
         )
 
