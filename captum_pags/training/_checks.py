@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from .._kernel._model_state import owning_module, unwrap_parallel
@@ -32,6 +33,33 @@ def check_float_inputs(name: str, tensors: tuple[Tensor, ...], model: Any) -> No
             )
 
 
+def format_labels(name: str, targets: Any, n: int, device: torch.device) -> Tensor:
+    """``(n,)`` int64 class labels from an int, a sequence of ints or an integer tensor.
+
+    Floating-point labels (fractional or NaN) are refused rather than cast, booleans and None too.
+    """
+    if targets is None or isinstance(targets, bool):
+        raise TypeError(
+            f"Expected `{name}` to be class labels (an int, a list of ints or an integer tensor) but got {targets!r}"
+        )
+    if isinstance(targets, int):
+        return torch.full((n,), targets, dtype=torch.long, device=device)
+    if not isinstance(targets, (list, tuple, Tensor)):
+        raise TypeError(
+            f"Expected `{name}` to be class labels (an int, a list of ints or an integer tensor) "
+            f"but got {type(targets).__name__}"
+        )
+    try:
+        labels = torch.as_tensor(targets, device=device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"Expected `{name}` to be class labels but could not read them: {err}") from err
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"Expected `{name}` to hold integer class labels but got dtype {labels.dtype}")
+    if labels.shape != (n,):
+        raise ValueError(f"Expected `{name}` to have shape ({n},) but got {tuple(labels.shape)}")
+    return labels.long()
+
+
 def check_labels_nonnegative(labels: Tensor) -> int:
     """The largest label (one synchronisation), after checking none is negative."""
     low, high = int(labels.min()), int(labels.max())
@@ -52,4 +80,4 @@ def check_logits(logits: Any, n: int, label_max: int) -> Tensor:
     return logits
 
 
-__all__ = ["check_float_inputs", "check_labels_nonnegative", "check_logits"]
+__all__ = ["check_float_inputs", "check_labels_nonnegative", "check_logits", "format_labels"]

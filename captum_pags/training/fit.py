@@ -374,8 +374,15 @@ def fit(
             for batch in loader:
                 inputs, targets = split_batch(batch, device)
                 optimizer.zero_grad(set_to_none=True)
+                buffers = [b.detach().clone() for b in raw.buffers()]  # small: BatchNorm statistics
                 value = criterion(net, inputs, targets)
-                _check_loss(value, epoch, batch_in_epoch, history.global_step)
+                try:
+                    _check_loss(value, epoch, batch_in_epoch, history.global_step)
+                except (ValueError, FloatingPointError):
+                    with torch.no_grad():  # the failed step's forward pass leaves no statistics behind
+                        for b, saved in zip(raw.buffers(), buffers):
+                            b.copy_(saved)
+                    raise
                 value.backward()
                 optimizer.step()
                 running_sum += value.detach().double()

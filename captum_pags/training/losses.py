@@ -19,8 +19,8 @@ from torch import Tensor, nn
 
 from .._kernel._model_state import unwrap_parallel
 from .._kernel._validation import check_batch, check_choice, check_int, check_positive, check_tensor
-from ..scores.base import ScoreModel, format_target
-from ._checks import check_float_inputs, check_labels_nonnegative, check_logits
+from ..scores.base import ScoreModel
+from ._checks import check_float_inputs, check_labels_nonnegative, check_logits, format_labels
 from .attacks import NORMS, PGD, Norm
 
 __all__ = [
@@ -132,11 +132,7 @@ class TrainingLoss(nn.Module):
         check_tensor("inputs", inputs)
         n = check_batch("inputs", [inputs])
         check_float_inputs("inputs", (inputs,), model)
-        if targets is None:
-            raise TypeError("Expected `targets` to be class labels (an int, a list of ints or a tensor) but got None")
-        if isinstance(targets, Tensor) and targets.dim() != 1:
-            raise ValueError(f"Expected `targets` to have shape ({n},) but got {tuple(targets.shape)}")
-        labels = format_target(targets, n, inputs.device, None)
+        labels = format_labels("targets", targets, n, inputs.device)
         self._label_max = check_labels_nonnegative(labels)
         total, terms = self._compute(model, inputs, labels)
         self.last = LossParts(total.detach(), {k: v.detach() for k, v in terms.items()})
