@@ -84,15 +84,26 @@ class TangentSpace(ABC):
         """Return the basis for validated inputs: ``(k, D)`` if shared, else ``(N, k, D)``."""
 
     # ------------------------------------------------------------------ validation
+    #: Estimators that flatten their inputs anyway accept any per-example shape with the ``D``
+    #: of a flat ``(D,)`` ``input_shape`` (a ``(k, D)`` PCA basis for ``(N, C, H, W)`` images).
+    _accepts_flat_shape: bool = False
+
     def check_inputs(self, inputs: TensorOrTuple, name: str = "inputs") -> tuple[Tensor, ...]:
         """Validate ``inputs`` (a tensor or tuple, per-example shapes as built for) and return them as a tuple.
 
-        Metrics and attributions call it before any costly work, so that a bad shape is refused first.
+        Checks the form (a tensor or a tuple), real dtypes, a shared non-empty batch, finite values
+        and the per-example shapes the space was built for; the tensors are returned unchanged.
+        Metrics and attributions call it before any costly work, so that a bad shape is refused
+        first. (:meth:`basis` and :meth:`components` then promote integer inputs, e.g. ``uint8``
+        images, to the default float dtype; they are never truncated.)
         """
         inputs_t = check_tensor_or_tuple(name, inputs)
+        for t in inputs_t:
+            if t.is_complex():
+                raise TypeError(f"Expected `{name}` to be a real tensor but got {t.dtype}")
         check_batch(name, inputs_t)
         shapes = feature_shapes(inputs_t)
-        if self._input_shapes is not None and shapes != self._input_shapes:
+        if self._input_shapes is not None and shapes != self._input_shapes and not self._flat_match(shapes):
             got = [tuple(s) for s in shapes]
             want = [tuple(s) for s in self._input_shapes]
             raise ValueError(
@@ -101,6 +112,22 @@ class TangentSpace(ABC):
                 f"{got[0] if len(got) == 1 else got}"
             )
         return inputs_t
+
+    def _checked_float_inputs(self, inputs: TensorOrTuple) -> tuple[Tensor, ...]:
+        """:meth:`check_inputs`, then integer tensors promoted to the default float dtype (never truncated)."""
+        inputs_t = self.check_inputs(inputs)
+        return tuple(t if t.is_floating_point() else t.to(torch.get_default_dtype()) for t in inputs_t)
+
+    def _flat_match(self, shapes: tuple[torch.Size, ...]) -> bool:
+        built = self._input_shapes
+        return (
+            self._accepts_flat_shape
+            and built is not None
+            and len(built) == 1
+            and len(built[0]) == 1
+            and len(shapes) == 1
+            and int(shapes[0].numel()) == built[0][0]
+        )
 
     def _shared_or_batched_basis(self, inputs_t: tuple[Tensor, ...]) -> Tensor:
         basis = self._basis(inputs_t)
@@ -128,7 +155,7 @@ class TangentSpace(ABC):
         Tensor
             ``(N, k, D)``; rows orthonormal (rows of zeros mark directions an estimator dropped).
         """
-        inputs_t = self.check_inputs(inputs)
+        inputs_t = self._checked_float_inputs(inputs)
         basis = self._shared_or_batched_basis(inputs_t)
         if basis.dim() == 2:
             basis = basis.unsqueeze(0).expand(inputs_t[0].shape[0], -1, -1)
@@ -150,8 +177,11 @@ class TangentSpace(ABC):
         (on, off)
             Two objects of the same form and shapes as ``vectors``.
         """
-        inputs_t = self.check_inputs(inputs)
+        inputs_t = self._checked_float_inputs(inputs)
         vec_t = check_tensor_or_tuple("vectors", vectors)
+        for v in vec_t:
+            if v.is_complex():
+                raise TypeError(f"Expected `vectors` to be a real tensor but got {v.dtype}")
         if len(vec_t) != len(inputs_t):
             raise ValueError(f"Expected `vectors` to hold {len(inputs_t)} tensor(s) like `inputs` but got {len(vec_t)}")
         n = inputs_t[0].shape[0]
@@ -166,9 +196,10 @@ class TangentSpace(ABC):
         lead = [n] if extra == 0 else [n, vec_t[0].shape[1]]
         flat = flatten_features(vec_t, lead=1 + extra)
         flat3 = flat.unsqueeze(1) if extra == 0 else flat
-        basis = self._shared_or_batched_basis(inputs_t).to(dtype=flat.dtype)
+        basis = self._shared_or_batched_basis(inputs_t)
+        # the wider dtype of basis and vectors for the math, the vectors' float dtype out
         on_flat = project_onto_rows(basis, flat3).reshape(flat.shape)
-        off_flat = flat - on_flat
+        off_flat = flat.to(on_flat.dtype) - on_flat
         on = unflatten_features(on_flat, shapes, lead)
         off = unflatten_features(off_flat, shapes, lead)
         if isinstance(vectors, Tensor):

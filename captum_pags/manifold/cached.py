@@ -47,6 +47,8 @@ class CachedTangent(TangentSpace):
             raise TypeError(f"Expected `space` to be a TangentSpace but got {type(space).__name__}")
         points_t = check_tensor_or_tuple("points", points)
         check_batch("points", points_t)
+        # the same promotion as every call's inputs get, so integer points are found again
+        points_t = tuple(t if t.is_floating_point() else t.to(torch.get_default_dtype()) for t in points_t)
         super().__init__(space.input_shape)
         self.space = space
         self._bases = space.basis(points_t)

@@ -51,6 +51,12 @@ def intrinsic_dimension(spectrum: Tensor) -> Tensor:
         spectrum = spectrum.to(torch.get_default_dtype())
     if not bool(torch.isfinite(spectrum).all()) or bool((spectrum < 0).any()):
         raise ValueError("Expected `spectrum` to hold finite values >= 0")
+    rising = spectrum[..., 1:] > spectrum[..., :-1]
+    if bool(rising.any()):
+        where = tuple(int(i) for i in rising.nonzero()[0])
+        raise ValueError(
+            f"Expected `spectrum` to be in descending order along its last dimension but it rises at index {where}"
+        )
     info = torch.finfo(spectrum.dtype)
     floor = (spectrum[..., :1] * info.eps).clamp_min(info.tiny)
     ratio = spectrum[..., :-1] / torch.maximum(spectrum[..., 1:], floor)
@@ -283,7 +289,7 @@ class DenoiserTangent(TangentSpace):
             ``(N, m)`` descending, ``m = min(dim + oversampling, D)``; for the optimal denoiser they
             are the eigenvalues of :math:`\operatorname{Cov}[x_0 \mid x] / \sigma^2`.
         """
-        inputs_t = self.check_inputs(inputs)
+        inputs_t = self._checked_float_inputs(inputs)
         _, spectrum = self._estimate(inputs_t)
         self.last_spectrum = spectrum
         return spectrum
