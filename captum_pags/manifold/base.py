@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -129,8 +130,28 @@ class TangentSpace(ABC):
             and int(shapes[0].numel()) == built[0][0]
         )
 
-    def _shared_or_batched_basis(self, inputs_t: tuple[Tensor, ...]) -> Tensor:
-        basis = self._basis(inputs_t)
+    @property
+    def takes_target(self) -> bool:
+        """Whether the basis depends on a per-call ``target`` (class labels); False for most estimators.
+
+        :class:`~captum_pags.attr.ManifoldGradient` passes its attribution target on only when True.
+        """
+        return False
+
+    def _check_target(self, target: Any) -> None:
+        if target is not None and not self.takes_target:
+            raise ValueError(
+                f"Expected `target=None` for {type(self).__name__}, whose basis takes no class labels, but got a "
+                "target (a DenoiserTangent takes them with conditional=True)"
+            )
+
+    def _basis_for(self, inputs: tuple[Tensor, ...], target: Any) -> Tensor:
+        """The basis for validated inputs and a per-call ``target``; estimators that use labels override it."""
+        return self._basis(inputs)
+
+    def _shared_or_batched_basis(self, inputs_t: tuple[Tensor, ...], target: Any = None) -> Tensor:
+        self._check_target(target)
+        basis = self._basis_for(inputs_t, target)
         n, d = inputs_t[0].shape[0], num_features(feature_shapes(inputs_t))
         ok = (basis.dim() == 2 and basis.shape[1] == d) or (
             basis.dim() == 3 and basis.shape[0] == n and basis.shape[2] == d
@@ -142,26 +163,33 @@ class TangentSpace(ABC):
         return basis
 
     # ------------------------------------------------------------------ public API
-    def basis(self, inputs: TensorOrTuple) -> Tensor:
+    def basis(self, inputs: TensorOrTuple, target: Any = None) -> Tensor:
         """Orthonormal tangent basis at each example.
 
         Parameters
         ----------
         inputs : Tensor or tuple of Tensor
-            ``(N, *shape)`` points on (or near) the manifold.
+            ``(N, *shape)`` points on (or near) the manifold; integer tensors are promoted to the
+            default float dtype.
+        target : int, list of int or Tensor, optional
+            Per-call class labels, for estimators with :attr:`takes_target` (else must be None).
 
         Returns
         -------
         Tensor
-            ``(N, k, D)``; rows orthonormal (rows of zeros mark directions an estimator dropped).
+            ``(N, k, D)`` in the inputs' float dtype (float32 for 16-bit inputs where the
+            estimator computes in float32); rows orthonormal (rows of zeros mark directions an
+            estimator dropped).
         """
         inputs_t = self._checked_float_inputs(inputs)
-        basis = self._shared_or_batched_basis(inputs_t)
+        basis = self._shared_or_batched_basis(inputs_t, target)
         if basis.dim() == 2:
             basis = basis.unsqueeze(0).expand(inputs_t[0].shape[0], -1, -1)
         return basis
 
-    def components(self, inputs: TensorOrTuple, vectors: TensorOrTuple) -> tuple[TensorOrTuple, TensorOrTuple]:
+    def components(
+        self, inputs: TensorOrTuple, vectors: TensorOrTuple, target: Any = None
+    ) -> tuple[TensorOrTuple, TensorOrTuple]:
         """Split ``vectors`` into tangent and orthogonal parts that sum to ``vectors``.
 
         Parameters
@@ -171,11 +199,14 @@ class TangentSpace(ABC):
         vectors : Tensor or tuple of Tensor
             Same form as ``inputs``, shaped ``(N, *shape)`` or ``(N, M, *shape)`` (``M`` vectors
             per example).
+        target : int, list of int or Tensor, optional
+            Per-call class labels, for estimators with :attr:`takes_target` (else must be None).
 
         Returns
         -------
         (on, off)
-            Two objects of the same form and shapes as ``vectors``.
+            Two objects of the same form and shapes as ``vectors``, in the vectors' float dtype
+            (the wider of basis and vectors does the math).
         """
         inputs_t = self._checked_float_inputs(inputs)
         vec_t = check_tensor_or_tuple("vectors", vectors)
@@ -196,7 +227,7 @@ class TangentSpace(ABC):
         lead = [n] if extra == 0 else [n, vec_t[0].shape[1]]
         flat = flatten_features(vec_t, lead=1 + extra)
         flat3 = flat.unsqueeze(1) if extra == 0 else flat
-        basis = self._shared_or_batched_basis(inputs_t)
+        basis = self._shared_or_batched_basis(inputs_t, target)
         # the wider dtype of basis and vectors for the math, the vectors' float dtype out
         on_flat = project_onto_rows(basis, flat3).reshape(flat.shape)
         off_flat = flat.to(on_flat.dtype) - on_flat
@@ -206,7 +237,7 @@ class TangentSpace(ABC):
             return on[0], off[0]
         return on, off
 
-    def project(self, inputs: TensorOrTuple, vectors: TensorOrTuple) -> TensorOrTuple:
+    def project(self, inputs: TensorOrTuple, vectors: TensorOrTuple, target: Any = None) -> TensorOrTuple:
         r"""Tangent part :math:`P_T(x)\,v` of ``vectors`` (same form and shape as ``vectors``).
 
         Examples
@@ -216,9 +247,9 @@ class TangentSpace(ABC):
         >>> space.project(torch.zeros(1, 3), torch.tensor([[2.0, 3.0, 4.0]]))
         tensor([[2., 0., 0.]])
         """
-        return self.components(inputs, vectors)[0]
+        return self.components(inputs, vectors, target)[0]
 
-    def project_orthogonal(self, inputs: TensorOrTuple, vectors: TensorOrTuple) -> TensorOrTuple:
+    def project_orthogonal(self, inputs: TensorOrTuple, vectors: TensorOrTuple, target: Any = None) -> TensorOrTuple:
         r"""Orthogonal part :math:`v - P_T(x)\,v` of ``vectors`` (same form and shape as ``vectors``).
 
         Examples
@@ -228,7 +259,7 @@ class TangentSpace(ABC):
         >>> space.project_orthogonal(torch.zeros(1, 3), torch.tensor([[2.0, 3.0, 4.0]]))
         tensor([[0., 3., 4.]])
         """
-        return self.components(inputs, vectors)[1]
+        return self.components(inputs, vectors, target)[1]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, input_shape={self.input_shape})"

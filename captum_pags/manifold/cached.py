@@ -62,6 +62,16 @@ class CachedTangent(TangentSpace):
         """``k`` of the wrapped estimator."""
         return self.space.dim
 
+    @property
+    def takes_target(self) -> bool:
+        """As the wrapped estimator; a call with a target goes to the estimator (bases are cached without)."""
+        return self.space.takes_target
+
+    def _basis_for(self, inputs: tuple[Tensor, ...], target: object) -> Tensor:
+        if target is not None:
+            return self.space.basis(inputs if len(inputs) > 1 else inputs[0], target)
+        return self._basis(inputs)
+
     def _basis(self, inputs: tuple[Tensor, ...]) -> Tensor:
         if tuple(t.dtype for t in inputs) == self._dtypes:
             rows = [self._index.get(key) for key in _row_keys(inputs)]
