@@ -237,6 +237,12 @@ def test_model_state_is_restored_also_when_the_call_raises():
     unet.conv_in.weight.requires_grad_(False)
     unet.conv_out.weight.grad = torch.ones_like(unet.conv_out.weight)
     model = DiffusersScore(unet, DDPMScheduler(), null_class=3)
+
+    def fail_on_three(module, args):
+        if args[0].shape[0] == 3:
+            raise RuntimeError("inside the UNet")
+
+    unet.register_forward_pre_hook(fail_on_three)
     before = model_snapshot(unet)
     x = torch.rand(2, 1, 8, 8, requires_grad=True)
     s = model.score(x, 0.2, [0, 1])
@@ -244,8 +250,11 @@ def test_model_state_is_restored_also_when_the_call_raises():
     # the score is differentiable w.r.t. the inputs, not the parameters
     s.sum().backward()
     assert x.grad is not None and unet.conv_in.bias.grad is None
-    with pytest.raises(RuntimeError):
-        model.score(torch.rand(2, 1, 5, 5), 0.2)  # odd size: the UNet's skip connections do not fit
+    with pytest.raises(RuntimeError, match="inside the UNet"):
+        model.score(torch.rand(3, 1, 8, 8), 0.2)
+    assert_model_unchanged(unet, before)
+    with pytest.raises(ValueError, match="sample_size"):  # refused before the UNet runs
+        model.score(torch.rand(2, 1, 5, 5), 0.2)
     assert_model_unchanged(unet, before)
 
 

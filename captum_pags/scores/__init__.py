@@ -6,11 +6,15 @@ from .analytic import (
     GaussianMixtureScore,
     SubspaceGaussianMixtureScore,
 )
-from .base import ScoreModel, format_target
+from .base import SCORE_KINDS, ScoreModel, format_target
 from .denoiser import DenoiserScore
 from .diffusers import DiffusersScore, NoiseLevel
+from .load import SHIPPED_SCORE_MODELS, load_score_model
+from .pair import ScorePair
 
 __all__ = [
+    "SCORE_KINDS",
+    "SHIPPED_SCORE_MODELS",
     "AnalyticMixtureScore",
     "BayesOptimalClassifier",
     "DenoiserScore",
@@ -18,6 +22,8 @@ __all__ = [
     "GaussianMixtureScore",
     "NoiseLevel",
     "ScoreModel",
+    "ScorePair",
     "SubspaceGaussianMixtureScore",
     "format_target",
+    "load_score_model",
 ]
