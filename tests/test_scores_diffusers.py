@@ -1,13 +1,15 @@
 import json
 import math
 import socket
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from _score_fakes import ExactUNet, ExactUNetLearnedTime
+from _score_fakes import log_sigmas as _log_sigmas
+from _score_fakes import tiny_unet as _tiny_unet
 from conftest import assert_model_unchanged, model_snapshot
-from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler
 from torch import nn
 
 from captum_pags.scores import DiffusersScore, GaussianMixtureScore, SubspaceGaussianMixtureScore
@@ -29,66 +31,6 @@ def mixture():
     means = 0.5 + 0.2 * torch.randn(NUM_CLASSES, *SHAPE, generator=gen, dtype=torch.float64)
     covs = torch.stack([_random_spd(D, gen) for _ in range(NUM_CLASSES)])
     return GaussianMixtureScore(means, covs, torch.tensor([1.0, 2.0, 1.5]))
-
-
-def _log_sigmas(scheduler):
-    abar = scheduler.alphas_cumprod.double()
-    return 0.5 * torch.log((1 - abar) / abar)
-
-
-class ExactUNet(nn.Module):
-    """A fake diffusers UNet whose prediction comes from an exact score, computed independently in float64.
-
-    It reads sigma_t off the timestep it is given (integer: the scheduler's alphas_cumprod;
-    fractional: log sigma_t interpolated linearly between neighbouring timesteps) and returns
-    eps = -sigma_t * score, or the v / x0 equivalent, at x_t, in model units x_m = a x + b.
-    """
-
-    def __init__(self, exact, scheduler, prediction_type, null_class=None, data_range=(0.0, 1.0), conditional=True):
-        super().__init__()
-        self.exact, self.prediction_type, self.null_class = exact, prediction_type, null_class
-        self.log_sigmas = _log_sigmas(scheduler).numpy()
-        self.a = 2.0 / (data_range[1] - data_range[0])
-        self.b = -1.0 - self.a * data_range[0]
-        embeds = None if not conditional else exact.num_classes + (null_class is not None)
-        self.config = {"in_channels": 1, "num_class_embeds": embeds}
-        self.weight = nn.Parameter(torch.zeros(()))  # gives the model a dtype and a state to check
-        self.timesteps_seen = []
-
-    def forward(self, sample, timestep, class_labels=None):
-        assert timestep.shape == (sample.shape[0],) and bool((timestep == timestep[0]).all())
-        self.timesteps_seen.append(timestep[0].item())
-        log_sigma = np.interp(float(timestep[0]), np.arange(self.log_sigmas.size), self.log_sigmas)
-        sigma_t = math.exp(log_sigma)
-        abar = 1.0 / (1.0 + sigma_t**2)
-        x_t = sample.double()
-        x_m = x_t / math.sqrt(abar)
-        x_u, sigma_u = (x_m - self.b) / self.a, sigma_t / self.a
-        if class_labels is None:
-            score_u = self.exact.score(x_u, sigma_u)
-        else:
-            null = torch.zeros_like(class_labels, dtype=torch.bool)
-            labels = class_labels.clone()
-            if self.null_class is not None:
-                null = class_labels == self.null_class
-                labels = labels - (labels > self.null_class).long()
-            cond = self.exact.score(x_u, sigma_u, labels.clamp(0, self.exact.num_classes - 1))
-            score_u = torch.where(null.view(-1, 1, 1, 1), self.exact.score(x_u, sigma_u), cond)
-        score_m = score_u / self.a
-        eps = -sigma_t * score_m
-        if self.prediction_type == "epsilon":
-            out = eps
-        elif self.prediction_type == "sample":
-            out = x_m + sigma_t**2 * score_m
-        else:
-            out = math.sqrt(abar) * eps - math.sqrt(1 - abar) * (x_m + sigma_t**2 * score_m)
-        return SimpleNamespace(sample=out.to(sample.dtype) + self.weight)
-
-
-class ExactUNetLearnedTime(ExactUNet):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.config = {**self.config, "time_embedding_type": "learned"}
 
 
 def _on_grid_sigma(scheduler, t, scale=2.0):
@@ -194,23 +136,6 @@ def test_batch_size_chunks_give_the_same_scores(mixture):
     x = 0.5 + 0.3 * torch.randn(7, *SHAPE)
     y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
     torch.testing.assert_close(model.score(x, 0.2, y, batch_size=3), model.score(x, 0.2, y))
-
-
-def _tiny_unet(num_class_embeds=None, **overrides):
-    settings = dict(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        num_class_embeds=num_class_embeds,
-        dropout=0.1,
-    )
-    settings.update(overrides)
-    return UNet2DModel(**settings)
 
 
 def test_real_unet_matches_a_hand_written_conversion():

@@ -302,7 +302,8 @@ class DiffusersScore(ScoreModel):
         if self.timestep_rule == "nearest":
             timesteps = torch.full((n,), int(level.timestep), dtype=torch.long, device=device)
         else:
-            timesteps = torch.full((n,), level.timestep, dtype=torch.float32, device=device)
+            t_dtype = torch.float64 if dtype == torch.float64 else torch.float32  # a fractional t needs the digits
+            timesteps = torch.full((n,), level.timestep, dtype=t_dtype, device=device)
         kwargs = {}
         if self.num_class_embeds is not None:
             kwargs["class_labels"] = embedding_labels(target, self.null_class, n, device)
