@@ -6,9 +6,11 @@ the wrappers can be checked to float precision; ``tiny_unet`` builds a small rea
 """
 
 import math
+import socket
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from diffusers import UNet2DModel
 from torch import nn
@@ -105,3 +107,12 @@ def attention_unet(size=32, channels=3, num_class_embeds=None):
         up_block_types=("AttnUpBlock2D", "UpBlock2D"),
         dropout=0.0,
     )
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)

@@ -1,11 +1,14 @@
 import json
 import math
-import socket
 
 import numpy as np
 import pytest
 import torch
-from _score_fakes import ExactUNet, ExactUNetLearnedTime
+from _score_fakes import (
+    ExactUNet,
+    ExactUNetLearnedTime,
+    no_network,  # noqa: F401 (a fixture)
+)
 from _score_fakes import log_sigmas as _log_sigmas
 from _score_fakes import tiny_unet as _tiny_unet
 from conftest import assert_model_unchanged, model_snapshot
@@ -191,16 +194,8 @@ def test_eval_mode_is_used_inside():
     assert unet.training
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-def test_save_pretrained_round_trip(tmp_path, no_network):
+@pytest.mark.usefixtures("no_network")
+def test_save_pretrained_round_trip(tmp_path):
     torch.manual_seed(1)
     unet = _tiny_unet(num_class_embeds=3).eval()
     scheduler = DDIMScheduler(prediction_type="sample")
@@ -220,7 +215,8 @@ def test_save_pretrained_round_trip(tmp_path, no_network):
     assert overridden.timestep_rule == "nearest"
 
 
-def test_from_pretrained_reads_a_diffusers_pipeline_directory(tmp_path, no_network):
+@pytest.mark.usefixtures("no_network")
+def test_from_pretrained_reads_a_diffusers_pipeline_directory(tmp_path):
     unet = _tiny_unet().eval()
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(tmp_path)
     loaded = DiffusersScore.from_pretrained(tmp_path)

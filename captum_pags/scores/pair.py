@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._kernel._validation import check_batch, check_tensor
 from .base import ScoreModel, TargetLike
 
 __all__ = ["ScorePair"]
@@ -140,12 +141,13 @@ class ScorePair(ScoreModel):
     # ------------------------------------------------------------------ evaluation
     def check_call(self, inputs: Any, sigma: Any, target: TargetLike) -> tuple[float, Tensor | None]:
         """Validate as :meth:`ScoreModel.check_call`, then with each model's own checks (e.g. a UNet's size)."""
-        sigma_f, labels = super().check_call(inputs, sigma, target)
-        level, conditional, unconditional = self._plan(sigma_f)
-        dummy = torch.zeros(inputs.shape[0], dtype=torch.long, device=inputs.device)
-        conditional.check_call(inputs, level, dummy if labels is None else labels)
+        check_tensor("inputs", inputs)
+        n = check_batch("inputs", [inputs])
+        level, conditional, unconditional = self._plan(self.check_sigma(sigma))
+        # each model's own checks first, in its own words (e.g. a UNet's sample_size); labels come next
+        conditional.check_call(inputs, level, torch.zeros(n, dtype=torch.long, device=inputs.device))
         unconditional.check_call(inputs, level, None)
-        return sigma_f, labels
+        return super().check_call(inputs, sigma, target)
 
     def _score(self, inputs: Tensor, sigma: float, target: Tensor | None) -> Tensor:
         level, conditional, unconditional = self._plan(sigma)
