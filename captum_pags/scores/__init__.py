@@ -6,15 +6,13 @@ from .analytic import (
     GaussianMixtureScore,
     SubspaceGaussianMixtureScore,
 )
-from .base import SCORE_KINDS, ScoreModel, format_target
+from .base import ScoreModel, format_target
 from .denoiser import DenoiserScore
 from .diffusers import DiffusersScore, NoiseLevel
-from .load import SHIPPED_SCORE_MODELS, load_score_model
+from .load import load_score_model
 from .pair import ScorePair
 
 __all__ = [
-    "SCORE_KINDS",
-    "SHIPPED_SCORE_MODELS",
     "AnalyticMixtureScore",
     "BayesOptimalClassifier",
     "DenoiserScore",
