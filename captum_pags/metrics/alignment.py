@@ -490,6 +490,7 @@ def perceptual_alignment(
     chunk = _check_chunk(max_examples_per_batch)
     if target is None:
         raise ValueError("Expected `target` (the class of each example) but got None")
+    score_model.check_supports(score, name="score")
     sigma = score_model.check_sigma(sigma)
     labels = format_target(target, n, inputs.device, score_model.num_classes)
     forward = _LogSoftmax(model) if gradient == "log_softmax" else model
