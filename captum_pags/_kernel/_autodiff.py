@@ -5,13 +5,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 from torch.func import jvp, vjp, vmap
 
 from ._captum_compat import TargetType, run_forward
+from ._targets import read_target
+from ._tensors import chunks, index_examples
+
+GradientKind = Literal["log_softmax", "logit", "logit_sum"]
+#: The class-score gradients of :func:`class_gradients`.
+GRADIENT_KINDS: tuple[str, ...] = ("log_softmax", "logit", "logit_sum")
 
 
 @contextmanager
@@ -100,3 +106,143 @@ def input_gradients(
             )
         grads = torch.autograd.grad(out.sum(), xs, create_graph=create_graph, allow_unused=True)
     return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(xs, grads))
+
+
+class ClassScore:
+    r"""A classifier's outputs turned into the class score whose input gradient is wanted.
+
+    ``kind="log_softmax"`` gives :math:`\log\operatorname{softmax}(f(x))` ``(N, C)``,
+    ``"logit"`` the logits :math:`f(x)` ``(N, C)`` and ``"logit_sum"``
+    :math:`\sum_c f_c(x)` as ``(N, 1)`` (select it with target 0). Usable as the forward
+    function of any Captum attribution. The model's output must be ``(N, C)``.
+
+    Examples
+    --------
+    >>> ClassScore(lambda x: x, "logit_sum")(torch.tensor([[1.0, 2.0]]))
+    tensor([[3.]])
+    """
+
+    def __init__(self, forward_func: Callable[..., Tensor], kind: GradientKind) -> None:
+        if kind not in GRADIENT_KINDS:
+            allowed = ", ".join(repr(k) for k in GRADIENT_KINDS)
+            raise ValueError(f"Expected `gradient` to be one of {allowed} but got {kind!r}")
+        self.forward_func = forward_func
+        self.kind = kind
+
+    def __call__(self, *args: Any) -> Tensor:
+        out = self.forward_func(*args)
+        if not isinstance(out, Tensor) or out.dim() != 2:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"Expected `model` to return (N, C) class scores for gradient={self.kind!r} but got {got}")
+        if self.kind == "log_softmax":
+            return torch.log_softmax(out, dim=1)
+        if self.kind == "logit_sum":
+            return out.sum(1, keepdim=True)
+        return out
+
+
+def class_gradients(
+    model: Callable[..., Tensor],
+    inputs: Tensor | tuple[Tensor, ...],
+    target: Any,
+    *,
+    kind: GradientKind,
+    create_graph: bool = False,
+    batch_size: int | None = None,
+    additional_forward_args: Any = None,
+) -> Tensor | tuple[Tensor, ...]:
+    r"""Input gradients of a classifier's class scores, the one place they are written.
+
+    For logits :math:`f(x) \in \mathbb{R}^C` and the class :math:`y` of each example,
+
+    .. math::
+
+        g_{\text{log\_softmax}} = \nabla_x \log \operatorname{softmax}(f(x))_y
+        = \nabla_x f_y(x) - \sum_c p_c(x) \nabla_x f_c(x), \qquad
+        g_{\text{logit}} = \nabla_x f_y(x), \qquad
+        g_{\text{logit\_sum}} = \nabla_x \sum_c f_c(x).
+
+    The log-softmax gradient of the Bayes-optimal classifier is the Bayes score difference
+    (Srinivas, Bordt & Lakkaraju, NeurIPS 2023); the logit-sum gradient (no target) is the
+    default of the paper's released script.
+
+    Parameters
+    ----------
+    model : Callable
+        Returns ``(N, C)`` logits. It is called as it is (the caller chooses eval mode).
+    inputs : Tensor or tuple of Tensor
+        ``(N, *shape)`` inputs.
+    target : int, list, Tensor, "predicted" or None
+        Class of each example (read by :func:`~captum_pags._kernel._targets.read_target`;
+        ``"predicted"`` takes the model's arg-max). Ignored by ``"logit_sum"``; required otherwise.
+    kind : {"log_softmax", "logit", "logit_sum"}
+        Which class score is differentiated.
+    create_graph : bool
+        Keep the graph for double backprop.
+    batch_size : int, optional
+        Differentiate at most this many examples at a time.
+    additional_forward_args : Any, optional
+        Extra arguments of ``model``; tensors with a batch dimension are per-example.
+
+    Returns
+    -------
+    Tensor or tuple of Tensor
+        Same form and shapes as ``inputs``.
+
+    Examples
+    --------
+    >>> model = torch.nn.Linear(2, 2, bias=False)
+    >>> _ = model.weight.data.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    >>> class_gradients(model, torch.zeros(1, 2), [1], kind="logit")
+    tensor([[3., 4.]])
+    >>> class_gradients(model, torch.zeros(1, 2), None, kind="logit_sum")
+    tensor([[4., 6.]])
+    >>> class_gradients(model, torch.zeros(1, 2), [1], kind="log_softmax")
+    tensor([[1., 1.]])
+    """
+    forward = ClassScore(model, kind)
+    is_tuple = isinstance(inputs, tuple)
+    inputs_t = inputs if is_tuple else (inputs,)
+    n = int(inputs_t[0].shape[0])
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"Expected `batch_size` to be an int >= 1 but got {batch_size!r}")
+    predicted = isinstance(target, str) and target == "predicted"
+    labels_all = None
+    if kind != "logit_sum" and not predicted:
+        labels_all = read_target(target, n, inputs_t[0].device, name="target", required=True)
+    parts: list[tuple[Tensor, ...]] = []
+    for sl in chunks(n, batch_size):
+        xs = tuple(x[sl] for x in inputs_t)
+        m = sl.stop - sl.start
+        args = index_examples(additional_forward_args, torch.arange(sl.start, sl.stop), n)
+        if kind == "logit_sum":
+            labels = torch.zeros(m, dtype=torch.long, device=xs[0].device)
+        elif labels_all is not None:
+            labels = labels_all[sl]
+        else:
+            with torch.no_grad():
+                scores = run_forward(model, tuple(x.detach() for x in xs), None, args)
+            labels = read_target(target, m, xs[0].device, predict=lambda scores=scores: scores)
+        parts.append(_selected_gradients(forward, xs, labels, args, create_graph))
+    grads = tuple(torch.cat([p[i] for p in parts]) for i in range(len(inputs_t))) if len(parts) > 1 else parts[0]
+    return grads if is_tuple else grads[0]
+
+
+def _selected_gradients(
+    forward: ClassScore, xs: tuple[Tensor, ...], labels: Tensor, args: Any, create_graph: bool
+) -> tuple[Tensor, ...]:
+    with torch.enable_grad():
+        leaves = tuple(x if x.requires_grad else x.detach().requires_grad_() for x in xs)
+        out = run_forward(forward, leaves, None, args)
+        if out.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"Expected `model` to return one row of class scores per example ({labels.shape[0]}) but got "
+                f"{tuple(out.shape)}"
+            )
+        if labels.numel() and int(labels.max()) >= out.shape[1]:
+            raise ValueError(
+                f"Expected `target` labels in [0, {out.shape[1]}) (the model's classes) but got {int(labels.max())}"
+            )
+        selected = out.gather(1, labels.to(out.device).reshape(-1, 1))
+        grads = torch.autograd.grad(selected.sum(), leaves, create_graph=create_graph, allow_unused=True)
+    return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(leaves, grads))

@@ -18,7 +18,7 @@ import torch
 from captum.attr import Attribution
 from torch import Tensor
 
-from .._kernel._autodiff import input_gradients
+from .._kernel._autodiff import ClassScore, class_gradients
 from .._kernel._model_state import preserved_state
 from .._kernel._tensors import chunks, feature_shapes, flatten_features, index_examples, unflatten_features
 from .._kernel._validation import (
@@ -384,20 +384,6 @@ def random_tangent_alignment(tangent_space: TangentSpace, inputs: TensorOrTuple 
     return (k / basis.shape[2]).sqrt()
 
 
-class _LogSoftmax:
-    """``log_softmax`` of a classifier's outputs over classes (dim 1)."""
-
-    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
-        self.forward_func = forward_func
-
-    def __call__(self, *args: Any) -> Tensor:
-        out = self.forward_func(*args)
-        if not isinstance(out, Tensor) or out.dim() != 2:
-            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(f"Expected `model` to return (N, C) class scores for gradient='log_softmax' but got {got}")
-        return torch.log_softmax(out, dim=1)
-
-
 def perceptual_alignment(
     model: Callable[..., Tensor],
     inputs: Tensor,
@@ -492,7 +478,7 @@ def perceptual_alignment(
         raise ValueError("Expected `target` (the class of each example) but got None")
     sigma = score_model.check_sigma(sigma)
     labels = format_target(target, n, inputs.device, score_model.num_classes)
-    forward = _LogSoftmax(model) if gradient == "log_softmax" else model
+    forward = ClassScore(model, gradient) if gradient == "log_softmax" else model
     if attribution is None:
         explainer = None
     elif isinstance(attribution, type) and issubclass(attribution, Attribution):
@@ -511,7 +497,7 @@ def perceptual_alignment(
             idx = torch.arange(sl.start, sl.stop, device=inputs.device)
             args = index_examples(additional_forward_args, idx, n)
             if explainer is None:
-                (g,) = input_gradients(forward, (inputs[sl],), labels[sl], args)
+                g = class_gradients(model, inputs[sl], labels[sl], kind=gradient, additional_forward_args=args)
             else:
                 g = explainer.attribute(inputs[sl], target=labels[sl], additional_forward_args=args, **kwargs)
                 g = check_tensor("attribution output", g)
