@@ -1,17 +1,14 @@
-"""How perceptually aligned gradients are, and how close they lie to the data manifold.
+"""How perceptually aligned gradients are: the similarity of gradient maps and score maps.
 
-The metrics of Srinivas, Bordt & Lakkaraju (NeurIPS 2023), "Which Models have
+The perceptual-alignment metric of Srinivas, Bordt & Lakkaraju (NeurIPS 2023), "Which Models have
 Perceptually-Aligned Gradients? An Explanation via Off-Manifold Robustness": the similarity of an
-input-gradient map to the score of the data density (perceptual alignment), and the fraction of a
-gradient that lies in the tangent space of the data manifold (tangent alignment).
+input-gradient map to the score of the data density.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -20,30 +17,19 @@ from torch import Tensor
 
 from .._kernel._autodiff import ClassScore, class_gradients
 from .._kernel._model_state import preserved_state
-from .._kernel._tensors import chunks, feature_shapes, flatten_features, index_examples, unflatten_features
+from .._kernel._tensors import chunks, flatten_features, index_examples
 from .._kernel._validation import (
     check_batch,
     check_choice,
-    check_int,
     check_same_shape,
     check_tensor,
     check_tensor_or_tuple,
 )
-from ..manifold.base import TangentSpace
 from ..scores.base import ScoreModel, TargetLike, format_target
-from ._accumulate import RunningSums
+from ._common import TensorOrTuple, _check_chunk, _scale_rows, _warn_undefined
 
-__all__ = [
-    "AlignmentAccumulator",
-    "AlignmentSummary",
-    "TangentAlignmentAccumulator",
-    "perceptual_alignment",
-    "random_tangent_alignment",
-    "score_alignment",
-    "tangent_alignment",
-]
+__all__ = ["perceptual_alignment", "score_alignment"]
 
-TensorOrTuple = Tensor | tuple[Tensor, ...]
 Method = Literal["cosine", "pearson", "lpips"]
 METHODS: tuple[str, ...] = ("cosine", "pearson", "lpips")
 Gradient = Literal["log_softmax", "logit"]
@@ -53,26 +39,6 @@ SCORE_KINDS: tuple[str, ...] = ("bayes", "conditional", "unconditional")
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def _check_chunk(max_examples_per_batch: int | None) -> int | None:
-    if max_examples_per_batch is not None:
-        check_int("max_examples_per_batch", max_examples_per_batch, minimum=1)
-    return max_examples_per_batch
-
-
-def _warn_undefined(values: Tensor, what: str) -> None:
-    bad = int(torch.isnan(values).sum())
-    if bad:
-        warnings.warn(
-            f"{bad} of {values.shape[0]} example(s) have {what}; their alignment is NaN", RuntimeWarning, stacklevel=3
-        )
-
-
-def _scale_rows(flat: Tensor) -> Tensor:
-    """Divide each row by its largest absolute value (zero rows stay zero): guards norms against under/overflow."""
-    peak = flat.abs().amax(dim=1, keepdim=True)
-    return flat / torch.where(peak > 0, peak, torch.ones_like(peak))
-
-
 def _cosine_rows(a: Tensor, b: Tensor, center: bool) -> Tensor:
     """Row-wise cosine (Pearson if ``center``) of ``(N, D)`` matrices; NaN where either row is zero."""
     out_dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
@@ -250,140 +216,6 @@ def score_alignment(
     return _alignment_values(attr_t, score_t, method, lpips_net, chunk)
 
 
-def tangent_alignment(
-    attributions: TensorOrTuple,
-    inputs: TensorOrTuple,
-    tangent_space: TangentSpace,
-    *,
-    max_examples_per_batch: int | None = None,
-) -> Tensor:
-    r"""Per-example fraction of an attribution's norm that lies in the data manifold's tangent space.
-
-    .. math::
-
-        \text{TA}(g; x) = \frac{\lVert P_T(x)\, g\rVert}{\lVert g\rVert} \in [0, 1],
-
-    with the tangent projector :math:`P_T(x)` of ``tangent_space``. Srinivas, Bordt & Lakkaraju
-    (NeurIPS 2023) show that gradients of off-manifold robust models lie near the tangent space;
-    the Bayes-optimal classifier of data on a linear subspace scores exactly 1. A gradient
-    pointing in a random direction scores about :math:`\sqrt{k/D}`
-    (:func:`random_tangent_alignment`). An all-zero attribution gives ``NaN`` and a
-    :class:`RuntimeWarning`.
-
-    Parameters
-    ----------
-    attributions : Tensor or tuple of Tensor
-        ``(N, *shape)`` maps, same form and shapes as ``inputs`` (any Captum attribution).
-    inputs : Tensor or tuple of Tensor
-        ``(N, *shape)`` points at which the tangent space is taken.
-    tangent_space : TangentSpace
-        Any tangent-space estimator of :mod:`captum_pags.manifold`.
-    max_examples_per_batch : int, optional
-        Project at most this many examples at a time (bounds the memory of per-example bases).
-
-    Returns
-    -------
-    Tensor
-        ``(N,)`` values in :math:`[0, 1]` (or NaN) on the device of ``attributions``.
-
-    Examples
-    --------
-    >>> from captum_pags.manifold import LinearSubspace
-    >>> space = LinearSubspace(torch.tensor([[1.0, 0.0, 0.0]]))
-    >>> tangent_alignment(torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]]), torch.zeros(2, 3), space)
-    tensor([0.6000, 0.0000])
-    """
-    inputs_t, attr_t = _check_tangent_args(attributions, inputs, tangent_space)
-    chunk = _check_chunk(max_examples_per_batch)
-    return _tangent_values(attr_t, inputs_t, tangent_space, chunk)
-
-
-def _check_tangent_args(
-    attributions: TensorOrTuple, inputs: TensorOrTuple, tangent_space: TangentSpace
-) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-    if not isinstance(tangent_space, TangentSpace):
-        raise TypeError(
-            f"Expected `tangent_space` to be a captum_pags TangentSpace but got {type(tangent_space).__name__}"
-        )
-    inputs_t = tangent_space.check_inputs(inputs)
-    attr_t = check_tensor_or_tuple("attributions", attributions)
-    if len(attr_t) != len(inputs_t):
-        raise ValueError(
-            f"Expected `attributions` to hold {len(inputs_t)} tensor(s) like `inputs` but got {len(attr_t)}"
-        )
-    for a, x in zip(attr_t, inputs_t):
-        check_same_shape("attributions", a, "inputs", x)
-    check_batch("attributions", attr_t)
-    return inputs_t, attr_t
-
-
-def _tangent_values(
-    attr_t: tuple[Tensor, ...], inputs_t: tuple[Tensor, ...], tangent_space: TangentSpace, chunk: int | None
-) -> Tensor:
-    """Per-example tangent alignment of validated arguments; shared by the function and the accumulator."""
-    parts = []
-    for sl in chunks(inputs_t[0].shape[0], chunk):
-        xs = tuple(x[sl].detach() for x in inputs_t)
-        flat = _scale_rows(flatten_features([a[sl].detach() for a in attr_t]))
-        flat = flat.to(torch.promote_types(flat.dtype, torch.float32))
-        on, _ = tangent_space.components(xs, unflatten_features(flat, feature_shapes(attr_t), [flat.shape[0]]))
-        with torch.no_grad():
-            on_norm = torch.linalg.vector_norm(flatten_features([o.detach() for o in on]), dim=1)
-            parts.append((on_norm / torch.linalg.vector_norm(flat, dim=1)).clamp(max=1.0))
-    values = torch.cat(parts).to(attr_t[0].device)
-    _warn_undefined(values, "an all-zero attribution")
-    return values
-
-
-def random_tangent_alignment(tangent_space: TangentSpace, inputs: TensorOrTuple | None = None) -> float | Tensor:
-    r"""Tangent alignment of a random direction: the reference level :math:`\sqrt{k/D}`.
-
-    For an isotropic Gaussian direction :math:`g \in \mathbb{R}^D` and a :math:`k`-dimensional
-    tangent space,
-
-    .. math::
-
-        \sqrt{\mathbb{E}\!\left[\frac{\lVert P_T g\rVert^2}{\lVert g\rVert^2}\right]}
-        = \sqrt{\frac{k}{D}},
-
-    the root-mean-square of :func:`tangent_alignment` for gradients that ignore the manifold.
-
-    Parameters
-    ----------
-    tangent_space : TangentSpace
-        The tangent space used with :func:`tangent_alignment`.
-    inputs : Tensor or tuple of Tensor, optional
-        ``(N, *shape)`` points. If given, :math:`k` is counted per example as the number of
-        non-zero basis rows (estimators may drop directions) and :math:`D` comes from the inputs;
-        otherwise :math:`k` = ``tangent_space.dim`` and :math:`D` = ``tangent_space.num_features``.
-
-    Returns
-    -------
-    float or Tensor
-        A float, or ``(N,)`` on the inputs' device when ``inputs`` is given.
-
-    Examples
-    --------
-    >>> from captum_pags.manifold import LinearSubspace
-    >>> random_tangent_alignment(LinearSubspace(torch.eye(4)[:1]))
-    0.5
-    """
-    if not isinstance(tangent_space, TangentSpace):
-        raise TypeError(
-            f"Expected `tangent_space` to be a captum_pags TangentSpace but got {type(tangent_space).__name__}"
-        )
-    if inputs is None:
-        d = tangent_space.num_features
-        if d is None:
-            raise ValueError(
-                "Expected `inputs` for a tangent space without a fixed `input_shape` (D is unknown) but got None"
-            )
-        return math.sqrt(tangent_space.dim / d)
-    basis = tangent_space.basis(inputs)
-    k = (torch.linalg.vector_norm(basis, dim=2) > 0).sum(1).to(torch.promote_types(basis.dtype, torch.float32))
-    return (k / basis.shape[2]).sqrt()
-
-
 def perceptual_alignment(
     model: Callable[..., Tensor],
     inputs: Tensor,
@@ -514,150 +346,3 @@ def perceptual_alignment(
     return score_alignment(
         maps, s.to(device=maps.device), method, lpips_net=lpips_net, max_examples_per_batch=max_examples_per_batch
     )
-
-
-# ---------------------------------------------------------------------------------------- accumulators
-@dataclass(frozen=True)
-class AlignmentSummary:
-    """Dataset-level summary of a per-example alignment metric.
-
-    Attributes
-    ----------
-    mean : Tensor
-        0-d mean over the examples with a defined value (NaN values are left out).
-    std : Tensor
-        0-d population standard deviation over the same examples.
-    count : int
-        Number of examples with a defined value.
-    num_undefined : int
-        Number of examples whose value was NaN (e.g. all-zero maps).
-
-    Examples
-    --------
-    >>> acc = AlignmentAccumulator()
-    >>> acc.update(torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor([[2.0, 0.0], [1.0, 1.0]]))
-    >>> summary = acc.compute()
-    >>> float(summary.mean), summary.count, summary.num_undefined
-    (1.0, 1, 1)
-    """
-
-    mean: Tensor
-    std: Tensor
-    count: int
-    num_undefined: int
-
-
-def _summary(sums: RunningSums) -> AlignmentSummary:
-    mean, std, defined, undefined, _ = sums.mean_std()
-    return AlignmentSummary(mean, std, int(defined.item()), int(undefined.item()))
-
-
-class AlignmentAccumulator:
-    r"""Accumulate :func:`score_alignment` over a data loader (and over ranks).
-
-    ``update`` computes the per-example alignment of one batch with the same code as
-    :func:`score_alignment` and adds it to running sums; ``compute`` returns the mean and standard
-    deviation over every example seen on every rank (summed with :func:`torch.distributed.all_reduce`
-    when a process group is initialised), leaving NaN values out and counting them:
-
-    .. math::
-
-        \bar m = \frac{1}{|\mathcal{D}|}\sum_{i \in \mathcal{D}} m_i, \qquad
-        \mathcal{D} = \{ i : m_i \text{ defined} \}.
-
-    Parameters
-    ----------
-    method : {"cosine", "pearson", "lpips"}
-        As in :func:`score_alignment`.
-    lpips_net : Callable, optional
-        As in :func:`score_alignment`.
-    max_examples_per_batch : int, optional
-        As in :func:`score_alignment`.
-
-    Examples
-    --------
-    >>> acc = AlignmentAccumulator()
-    >>> acc.update(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]]))
-    >>> acc.update(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]))
-    >>> acc.compute().mean
-    tensor(0.5000, dtype=torch.float64)
-    """
-
-    def __init__(
-        self,
-        method: Method = "cosine",
-        *,
-        lpips_net: Callable[[Tensor, Tensor], Tensor] | None = None,
-        max_examples_per_batch: int | None = None,
-    ) -> None:
-        _check_lpips(method, lpips_net)
-        self.method = method
-        self.lpips_net = lpips_net
-        self.max_examples_per_batch = _check_chunk(max_examples_per_batch)
-        self._sums = RunningSums()
-
-    def reset(self) -> None:
-        """Forget every batch seen so far."""
-        self._sums.reset()
-
-    def update(self, attributions: TensorOrTuple, scores: TensorOrTuple) -> None:
-        """Add one batch of maps (same arguments as :func:`score_alignment`)."""
-        attr_t, score_t = _paired(attributions, scores)
-        self._sums.update(_alignment_values(attr_t, score_t, self.method, self.lpips_net, self.max_examples_per_batch))
-
-    def compute(self) -> AlignmentSummary:
-        """Mean, standard deviation and counts over everything seen (all ranks)."""
-        return _summary(self._sums)
-
-
-class TangentAlignmentAccumulator:
-    r"""Accumulate :func:`tangent_alignment` over a data loader (and over ranks).
-
-    Same running sums as :class:`AlignmentAccumulator`; ``compute`` also carries the random
-    reference level :math:`\sqrt{k/D}` of :func:`random_tangent_alignment` in ``baseline``
-    when the tangent space has a fixed input shape.
-
-    Parameters
-    ----------
-    tangent_space : TangentSpace
-        As in :func:`tangent_alignment`.
-    max_examples_per_batch : int, optional
-        As in :func:`tangent_alignment`.
-
-    Examples
-    --------
-    >>> from captum_pags.manifold import LinearSubspace
-    >>> acc = TangentAlignmentAccumulator(LinearSubspace(torch.tensor([[1.0, 0.0]])))
-    >>> acc.update(torch.tensor([[1.0, 1.0], [0.0, 1.0]]), torch.zeros(2, 2))
-    >>> round(float(acc.compute().mean), 4), acc.baseline
-    (0.3536, 0.7071067811865476)
-    """
-
-    def __init__(self, tangent_space: TangentSpace, *, max_examples_per_batch: int | None = None) -> None:
-        if not isinstance(tangent_space, TangentSpace):
-            raise TypeError(
-                f"Expected `tangent_space` to be a captum_pags TangentSpace but got {type(tangent_space).__name__}"
-            )
-        self.tangent_space = tangent_space
-        self.max_examples_per_batch = _check_chunk(max_examples_per_batch)
-        self._sums = RunningSums()
-
-    @property
-    def baseline(self) -> float | None:
-        r"""The random reference :math:`\sqrt{k/D}`, or None when :math:`D` is not fixed."""
-        if self.tangent_space.num_features is None:
-            return None
-        return float(random_tangent_alignment(self.tangent_space))
-
-    def reset(self) -> None:
-        """Forget every batch seen so far."""
-        self._sums.reset()
-
-    def update(self, attributions: TensorOrTuple, inputs: TensorOrTuple) -> None:
-        """Add one batch (same arguments as :func:`tangent_alignment`)."""
-        inputs_t, attr_t = _check_tangent_args(attributions, inputs, self.tangent_space)
-        self._sums.update(_tangent_values(attr_t, inputs_t, self.tangent_space, self.max_examples_per_batch))
-
-    def compute(self) -> AlignmentSummary:
-        """Mean, standard deviation and counts over everything seen (all ranks)."""
-        return _summary(self._sums)

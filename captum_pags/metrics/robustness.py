@@ -29,17 +29,15 @@ from .._kernel._tensors import (
 )
 from .._kernel._validation import check_choice, check_int, check_positive
 from ..manifold.base import TangentSpace
-from ._accumulate import RunningSums, distributed_world
+from ._common import TensorOrTuple
 
 __all__ = [
     "REGIMES",
     "ManifoldRobustness",
-    "RobustnessAccumulator",
     "manifold_robustness",
     "robustness_regime",
 ]
 
-TensorOrTuple = Tensor | tuple[Tensor, ...]
 Distance = Literal["softmax_l1", "kl"]
 DISTANCES: tuple[str, ...] = ("softmax_l1", "kl")
 Regime = Literal["weak", "bayes_aligned", "excessive"]
@@ -363,104 +361,6 @@ def manifold_robustness(
         additional_forward_args,
     )
     return ManifoldRobustness(on, off, torch.tensor(eps, dtype=on.dtype, device=on.device))
-
-
-class RobustnessAccumulator:
-    r"""Accumulate :func:`manifold_robustness` over a data loader (and over ranks).
-
-    ``update`` evaluates one batch with the same code as :func:`manifold_robustness` and adds the
-    per-example ``on`` and ``off`` changes to running sums; ``compute`` returns their means over
-    every example on every rank (summed with :func:`torch.distributed.all_reduce` when a process
-    group is initialised) as a :class:`ManifoldRobustness` with ``(1, E)`` fields, whose
-    ``relative`` is the ratio of the means:
-
-    .. math::
-
-        \overline{\text{on}}(\varepsilon) = \frac{1}{N}\sum_i \text{on}(x_i, \varepsilon), \qquad
-        \text{relative}(\varepsilon) = \overline{\text{on}}(\varepsilon) / \overline{\text{off}}(\varepsilon).
-
-    The ``b``-th update (counting from 0) on rank ``r`` of ``W`` uses directions seeded with
-    ``seed + b * W + r``, so batches and ranks never share directions and runs are repeatable.
-
-    Parameters
-    ----------
-    forward_func, tangent_space, epsilons, n_samples, distance, max_examples_per_batch :
-        As in :func:`manifold_robustness`.
-    seed : int
-        Base seed of the directions.
-
-    Examples
-    --------
-    >>> from captum_pags.manifold import LinearSubspace
-    >>> model = torch.nn.Linear(2, 2, bias=False)
-    >>> _ = model.weight.data.copy_(torch.tensor([[4.0, 0.0], [-4.0, 0.0]]))
-    >>> acc = RobustnessAccumulator(model, LinearSubspace(torch.tensor([[1.0, 0.0]])), [0.1, 0.2], n_samples=2)
-    >>> acc.update(torch.zeros(3, 2))
-    >>> acc.compute().on
-    tensor([[0.3799, 0.6640]])
-    """
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Tensor],
-        tangent_space: TangentSpace,
-        epsilons: float | Sequence[float] | Tensor,
-        n_samples: int = 10,
-        distance: Distance = "softmax_l1",
-        *,
-        max_examples_per_batch: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        check_int("seed", seed)
-        self._eps = _check_robustness_args(
-            forward_func, tangent_space, epsilons, n_samples, distance, max_examples_per_batch, seed
-        )
-        self.forward_func = forward_func
-        self.tangent_space = tangent_space
-        self.n_samples = n_samples
-        self.distance = distance
-        self.max_examples_per_batch = max_examples_per_batch
-        self.seed = seed
-        self._sums = RunningSums()
-        self._updates = 0
-        self._dtype: torch.dtype | None = None
-
-    @property
-    def epsilons(self) -> list[float]:
-        """The perturbation sizes."""
-        return list(self._eps)
-
-    def reset(self) -> None:
-        """Forget every batch seen so far (the seed sequence starts again)."""
-        self._sums.reset()
-        self._updates = 0
-
-    def update(self, inputs: TensorOrTuple, additional_forward_args: Any = None) -> None:
-        """Add one batch (same ``inputs`` and ``additional_forward_args`` as :func:`manifold_robustness`)."""
-        inputs_t = _check_robustness_inputs(inputs, self.tangent_space)
-        rank, world = distributed_world()
-        seed = self.seed + self._updates * world + rank
-        on, off = _robustness_values(
-            self.forward_func,
-            inputs_t,
-            self.tangent_space,
-            self._eps,
-            self.n_samples,
-            self.distance,
-            self.max_examples_per_batch,
-            seed,
-            additional_forward_args,
-        )
-        self._sums.update(torch.stack([on, off], dim=1))  # (N, 2, E)
-        self._updates += 1
-        self._dtype = on.dtype
-
-    def compute(self) -> ManifoldRobustness:
-        """Mean ``on`` and ``off`` changes ``(1, E)`` over everything seen (all ranks)."""
-        mean, _, _, _, _ = self._sums.mean_std()
-        mean = mean.to(self._dtype)
-        eps = torch.tensor(self._eps, dtype=mean.dtype, device=mean.device)
-        return ManifoldRobustness(mean[0:1], mean[1:2], eps)
 
 
 # ---------------------------------------------------------------------------------------- regimes
