@@ -19,6 +19,9 @@ from ._common import TensorOrTuple, _check_chunk, _scale_rows, _warn_undefined
 
 __all__ = ["random_tangent_alignment", "tangent_alignment"]
 
+#: Most examples whose tangent bases are held at once, whatever ``max_examples_per_batch`` says.
+GEOMETRY_CHUNK = 64
+
 
 def tangent_alignment(
     attributions: TensorOrTuple,
@@ -49,7 +52,8 @@ def tangent_alignment(
     tangent_space : TangentSpace
         Any tangent-space estimator of :mod:`captum_pags.manifold`.
     max_examples_per_batch : int, optional
-        Project at most this many examples at a time (bounds the memory of per-example bases).
+        Project at most this many examples at a time (and never more than 64: per-example bases
+        are ``(n, k, D)``).
 
     Returns
     -------
@@ -92,7 +96,8 @@ def _tangent_values(
 ) -> Tensor:
     """Per-example tangent alignment of validated arguments; shared by the function and the accumulator."""
     parts = []
-    for sl in chunks(inputs_t[0].shape[0], chunk):
+    # per-example bases are (n, k, D): never more than GEOMETRY_CHUNK examples of them at once
+    for sl in chunks(inputs_t[0].shape[0], min(chunk or GEOMETRY_CHUNK, GEOMETRY_CHUNK)):
         xs = tuple(x[sl].detach() for x in inputs_t)
         flat = _scale_rows(flatten_features([a[sl].detach() for a in attr_t]))
         flat = flat.to(torch.promote_types(flat.dtype, torch.float32))
@@ -149,6 +154,10 @@ def random_tangent_alignment(tangent_space: TangentSpace, inputs: TensorOrTuple 
                 "Expected `inputs` for a tangent space without a fixed `input_shape` (D is unknown) but got None"
             )
         return math.sqrt(tangent_space.dim / d)
-    basis = tangent_space.basis(inputs)
-    k = (torch.linalg.vector_norm(basis, dim=2) > 0).sum(1).to(torch.promote_types(basis.dtype, torch.float32))
-    return (k / basis.shape[2]).sqrt()
+    inputs_t = tangent_space.check_inputs(inputs)
+    parts = []
+    for sl in chunks(inputs_t[0].shape[0], GEOMETRY_CHUNK):
+        basis = tangent_space.basis(tuple(x[sl] for x in inputs_t))
+        k = (torch.linalg.vector_norm(basis, dim=2) > 0).sum(1).to(torch.promote_types(basis.dtype, torch.float32))
+        parts.append((k / basis.shape[2]).sqrt())
+    return torch.cat(parts)
