@@ -75,6 +75,23 @@ def vjp_many(fn: Callable[[Tensor], Tensor], primal: Tensor, cotangents: Tensor,
         return out.reshape(m, n, *out.shape[1:])
 
 
+def _is_class_target(target: Any) -> bool:
+    """An int, a tensor, or a flat list of numbers: one class index per example (Captum's common case)."""
+    if isinstance(target, (int, Tensor)) and not isinstance(target, bool):
+        return True
+    return isinstance(target, list) and all(isinstance(t, (int, float, Tensor)) for t in target)
+
+
+def _select(out: Tensor, target: Any) -> Tensor:
+    """Captum's target selection, with class targets of 2-d outputs read (and refused) by :func:`read_target`."""
+    if target is None:
+        return out
+    if out.dim() == 2 and (_is_class_target(target) or isinstance(target, bool)):
+        labels = read_target(target, out.shape[0], out.device, num_classes=out.shape[1])
+        return out.gather(1, labels.reshape(-1, 1)).squeeze(1)
+    return run_forward(lambda *_: out, (out,), target, None)
+
+
 def input_gradients(
     forward_func: Callable[..., Tensor],
     inputs: tuple[Tensor, ...],
@@ -96,9 +113,14 @@ def input_gradients(
     >>> input_gradients(model, (torch.zeros(1, 2),), target=1)
     (tensor([[3., 4.]]),)
     """
+    for x in inputs:
+        if not x.is_floating_point():
+            raise TypeError(
+                f"Expected `inputs` to be floating-point tensors (gradients need them) but got dtype {x.dtype}"
+            )
     with torch.enable_grad():
         xs = tuple(x if x.requires_grad else x.detach().requires_grad_() for x in inputs)
-        out = run_forward(forward_func, xs, target, additional_forward_args)
+        out = _select(run_forward(forward_func, xs, None, additional_forward_args), target)
         if out.dim() > 1 and out[0].numel() != 1:
             raise ValueError(
                 "Expected `target` to select one output per example (e.g. a class index) but the "
