@@ -75,6 +75,39 @@ def vjp_many(fn: Callable[[Tensor], Tensor], primal: Tensor, cotangents: Tensor,
         return out.reshape(m, n, *out.shape[1:])
 
 
+def check_model_dtype(model: Any, inputs: tuple[Tensor, ...] | Tensor, name: str = "inputs") -> None:
+    """Refuse inputs whose floating dtype differs from the model's parameters, before any work.
+
+    A float32 network fed float64, float16 or bfloat16 inputs fails deep inside with a matmul
+    error (or silently computes in another precision); this names the argument instead. Plain
+    callables, and modules without floating parameters or buffers, are not checked.
+
+    Examples
+    --------
+    >>> try:
+    ...     check_model_dtype(torch.nn.Linear(2, 2), torch.zeros(1, 2, dtype=torch.float64))
+    ... except TypeError as err:
+    ...     print(err.args[0][:61])
+    Expected `inputs` to have the model's dtype torch.float32 but
+    """
+    from ._model_state import owning_module
+
+    module = owning_module(model)
+    if module is None:
+        return
+    dtype = next((t.dtype for t in module.parameters() if t.is_floating_point()), None)
+    if dtype is None:
+        dtype = next((t.dtype for t in module.buffers() if t.is_floating_point()), None)
+    if dtype is None:
+        return
+    for x in inputs if isinstance(inputs, tuple) else (inputs,):
+        if x.is_floating_point() and x.dtype != dtype:
+            raise TypeError(
+                f"Expected `{name}` to have the model's dtype {dtype} but got {x.dtype}; convert the inputs or the "
+                "model (model.to(dtype))"
+            )
+
+
 def _is_class_target(target: Any) -> bool:
     """An int, a tensor, or a flat list of numbers: one class index per example (Captum's common case)."""
     if isinstance(target, (int, Tensor)) and not isinstance(target, bool):

@@ -10,7 +10,7 @@ from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from .._kernel._autodiff import input_gradients
+from .._kernel._autodiff import check_model_dtype, input_gradients
 from .._kernel._captum_compat import TargetType, TensorOrTupleOfTensorsGeneric, format_output
 from .._kernel._model_state import owning_module, preserved_state
 from .._kernel._validation import check_batch, check_choice, check_tensor_or_tuple
@@ -122,6 +122,7 @@ class ManifoldGradient(GradientAttribution):
         for x in inputs_t:
             if not x.is_floating_point():
                 raise TypeError(f"Expected `inputs` to be floating-point tensors but got dtype {x.dtype}")
+        check_model_dtype(self.forward_func, inputs_t)
         if component != "full":
             # validate shapes before the (possibly costly) backward pass
             self.tangent_space.check_inputs(inputs_t)

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .._kernel._autodiff import check_model_dtype
 from .._kernel._validation import check_int
 from ..manifold.base import TangentSpace
 from ._common import TensorOrTuple, _check_chunk
@@ -316,6 +317,7 @@ class RobustnessAccumulator:
     def update(self, inputs: TensorOrTuple, additional_forward_args: Any = None) -> None:
         """Add one batch (same ``inputs`` and ``additional_forward_args`` as :func:`manifold_robustness`)."""
         inputs_t = _check_robustness_inputs(inputs, self.tangent_space)
+        check_model_dtype(self.forward_func, inputs_t)
         rank, world = distributed_world()
         seed = self.seed + self._updates * world + rank
         on, off = _robustness_values(

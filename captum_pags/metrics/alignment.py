@@ -15,7 +15,7 @@ import torch
 from captum.attr import Attribution
 from torch import Tensor
 
-from .._kernel._autodiff import GRADIENT_KINDS, ClassScore, GradientKind, class_gradients
+from .._kernel._autodiff import GRADIENT_KINDS, ClassScore, GradientKind, check_model_dtype, class_gradients
 from .._kernel._model_state import preserved_state
 from .._kernel._targets import predicted_classes, read_target
 from .._kernel._tensors import chunks, flatten_features, index_examples
@@ -326,6 +326,7 @@ def perceptual_alignment(
         raise TypeError(f"Expected `score_model` to be a captum_pags ScoreModel but got {type(score_model).__name__}")
     if not callable(model):
         raise TypeError(f"Expected `model` to be callable but got {type(model).__name__}")
+    check_model_dtype(model, inputs)
     check_choice("gradient", gradient, GRADIENTS)
     check_choice("score", score, SCORE_KINDS)
     check_choice("gradient_target", gradient_target, GRADIENT_TARGETS)

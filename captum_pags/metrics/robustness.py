@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from .._kernel._autodiff import check_model_dtype
 from .._kernel._captum_compat import run_forward
 from .._kernel._model_state import preserved_state
 from .._kernel._tensors import (
@@ -143,6 +144,17 @@ def _forward_scores(forward_func: Callable[..., Tensor], inputs: tuple[Tensor, .
     return out
 
 
+def _clean_scores(forward_func: Callable[..., Tensor], inputs: tuple[Tensor, ...], args: Any, n: int) -> Tensor:
+    out = _forward_scores(forward_func, inputs, args, n)
+    if out.is_floating_point() and not bool(torch.isfinite(out).all()):
+        bad = int((~torch.isfinite(out)).any(1).sum())
+        raise ValueError(
+            f"Expected `forward_func` to return finite class scores at the unperturbed inputs but {bad} of {n} "
+            "example(s) have NaN or inf scores"
+        )
+    return out
+
+
 #: Directions are drawn in blocks of this many examples, each from its own generator, so that memory
 #: stays bounded and results do not depend on ``max_examples_per_batch``.
 DRAW_BLOCK = 64
@@ -216,7 +228,7 @@ def _chunk_changes(
     x_flat = flatten_features([t.detach() for t in inputs_t])
     clean = torch.cat(
         [
-            _forward_scores(
+            _clean_scores(
                 forward_func,
                 tuple(t[sl].detach() for t in inputs_t),
                 index_examples(args, torch.arange(sl.start, sl.stop), m),
@@ -265,6 +277,7 @@ def _robustness_values(
     geometry_chunk = DRAW_BLOCK if chunk is None else min(chunk, DRAW_BLOCK)
     eps_t = torch.tensor(eps, dtype=x0.dtype, device=x0.device)
     results, undefined_parts = [], []
+    non_finite = 0
     with torch.no_grad(), preserved_state(forward_func, train=False):
         for block in range(-(-n // DRAW_BLOCK)):
             raw_block = _block_draws(n, block, n_samples, d, x0.dtype, seed)
@@ -275,10 +288,21 @@ def _robustness_values(
                 args = index_examples(additional_forward_args, torch.arange(idx.start, idx.stop), n)
                 dirs, undefined = _unit_directions(xs, tangent_space, raw_block[sl].to(x0.device))
                 change = _chunk_changes(forward_func, xs, dirs, eps_t, distance, chunk, args)
-                # nanmean: a rare draw whose part vanishes is left out; a part that always vanishes gives NaN
-                results.append(change.masked_fill(undefined.unsqueeze(2), math.nan).nanmean(3))
+                # nanmean: a rare draw whose part vanishes is left out; a part that always vanishes gives NaN.
+                # A model output that is not finite is never left out: its mean is NaN.
+                broken = torch.isnan(change) & ~undefined.unsqueeze(2)
+                mean = change.masked_fill(undefined.unsqueeze(2), math.nan).nanmean(3)
+                results.append(mean.masked_fill(broken.any(3), math.nan))
                 undefined_parts.append(undefined.all(2).any())
+                non_finite += int(broken.sum())
     change = torch.cat(results)
+    if non_finite:
+        warnings.warn(
+            f"`forward_func` returned non-finite class scores for {non_finite} perturbed input(s); the robustness "
+            "of their examples is NaN",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     if bool(torch.stack(undefined_parts).any()):
         warnings.warn(
             "Some random directions have no tangent or no orthogonal part (is the tangent space empty or "
@@ -415,6 +439,7 @@ def manifold_robustness(
         forward_func, tangent_space, epsilons, n_samples, distance, max_examples_per_batch, seed
     )
     inputs_t = _check_robustness_inputs(inputs, tangent_space)
+    check_model_dtype(forward_func, inputs_t)
     on, off = _robustness_values(
         forward_func,
         inputs_t,
