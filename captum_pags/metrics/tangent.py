@@ -99,8 +99,9 @@ def _tangent_values(
     # per-example bases are (n, k, D): never more than GEOMETRY_CHUNK examples of them at once
     for sl in chunks(inputs_t[0].shape[0], min(chunk or GEOMETRY_CHUNK, GEOMETRY_CHUNK)):
         xs = tuple(x[sl].detach() for x in inputs_t)
-        flat = _scale_rows(flatten_features([a[sl].detach() for a in attr_t]))
-        flat = flat.to(torch.promote_types(flat.dtype, torch.float32))
+        flat = flatten_features([a[sl].detach() for a in attr_t])
+        # promote first: integer maps are never truncated, low-precision maps are scaled in float32
+        flat = _scale_rows(flat.to(torch.promote_types(flat.dtype, torch.float32)))
         on, _ = tangent_space.components(xs, unflatten_features(flat, feature_shapes(attr_t), [flat.shape[0]]))
         with torch.no_grad():
             on_norm = torch.linalg.vector_norm(flatten_features([o.detach() for o in on]), dim=1)
