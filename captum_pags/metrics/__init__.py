@@ -1,15 +1,9 @@
 """Metrics in captum.metrics style: alignment, robustness and regimes."""
 
-from .alignment import (
-    AlignmentAccumulator,
-    AlignmentSummary,
-    TangentAlignmentAccumulator,
-    perceptual_alignment,
-    random_tangent_alignment,
-    score_alignment,
-    tangent_alignment,
-)
-from .robustness import REGIMES, ManifoldRobustness, RobustnessAccumulator, manifold_robustness, robustness_regime
+from .accumulators import AlignmentAccumulator, AlignmentSummary, RobustnessAccumulator, TangentAlignmentAccumulator
+from .alignment import perceptual_alignment, score_alignment
+from .robustness import REGIMES, ManifoldRobustness, manifold_robustness, robustness_regime
+from .tangent import random_tangent_alignment, tangent_alignment
 
 __all__ = [
     "REGIMES",
