@@ -9,19 +9,39 @@ from .alignment import (
     score_alignment,
     tangent_alignment,
 )
-from .robustness import REGIMES, ManifoldRobustness, RobustnessAccumulator, manifold_robustness, robustness_regime
+from .regimes import (
+    REGIMES,
+    UNDETERMINED,
+    RegimeDecision,
+    RegimeReference,
+    RegimeThresholds,
+    place_model,
+    regime_decisions,
+    regime_rule_text,
+    robustness_regime,
+    sweep_reference,
+)
+from .robustness import ManifoldRobustness, RobustnessAccumulator, manifold_robustness
 
 __all__ = [
     "REGIMES",
+    "UNDETERMINED",
     "AlignmentAccumulator",
     "AlignmentSummary",
     "ManifoldRobustness",
+    "RegimeDecision",
+    "RegimeReference",
+    "RegimeThresholds",
     "RobustnessAccumulator",
     "TangentAlignmentAccumulator",
     "manifold_robustness",
     "perceptual_alignment",
+    "place_model",
     "random_tangent_alignment",
+    "regime_decisions",
+    "regime_rule_text",
     "robustness_regime",
     "score_alignment",
+    "sweep_reference",
     "tangent_alignment",
 ]
