@@ -198,6 +198,14 @@ def _gradients(model: nn.Module, x: Tensor, y: Tensor, chunk: int) -> tuple[Tens
     return g_ls, g_logit
 
 
+def _cached_bases(space: TangentSpace, x: Tensor) -> CachedTangent:
+    """Bases of one batch, computed once; attention runs in its plain (math) form, which forward mode supports."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.MATH]):
+        return CachedTangent(space, x)
+
+
 def _add_batch(
     sums: MeasureSums,
     model: nn.Module,
@@ -225,7 +233,7 @@ def _add_batch(
     for name, space in spaces.items():
         suffix = f"_{name}" if name else ""
         # bases that depend on the point are computed once per batch, for alignment and robustness alike
-        local = space if isinstance(space, (LinearSubspace, CachedTangent)) else CachedTangent(space, x)
+        local = space if isinstance(space, (LinearSubspace, CachedTangent)) else _cached_bases(space, x)
         sums.add(f"tangent_alignment{suffix}", tangent_alignment(g_ls, x, local))
         rob = manifold_robustness(
             model, x, local, epsilons, n_samples=n_samples, seed=seed, max_examples_per_batch=chunk

@@ -75,7 +75,7 @@ def _per_channel(name: str, values: Any) -> Tensor:
         raise AnalysisInputError(f"Expected `{name}` to be a sequence of numbers but got {values!r}") from None
     if not out or not all(math.isfinite(v) for v in out):
         raise AnalysisInputError(f"Expected `{name}` to be finite numbers, one per channel, but got {values!r}")
-    return torch.tensor(out)
+    return torch.tensor(out, dtype=torch.float64)  # cast to the inputs' dtype in forward
 
 
 def _import(model_class: str) -> Any:
