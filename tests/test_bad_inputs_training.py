@@ -298,7 +298,7 @@ def _smoothing_cases() -> list[Case]:
         Case(
             "model not callable",
             lambda m: SmoothedClassifier(1, 0.25, C),
-            ("raises", TypeError, "Expected `model` to be callable"),
+            ("raises", TypeError, "Expected `model` to be callable but got int"),
         ),
         Case("n0 0", certify(n0=0), ("raises", ValueError, "Expected `n0` to be >= 1 but got 0")),
         Case("n -5", certify(n=-5), ("raises", ValueError, "Expected `n` to be >= 1 but got -5")),
@@ -311,6 +311,9 @@ def _smoothing_cases() -> list[Case]:
             "uint8 inputs", certify(x=(_x() * 255).to(torch.uint8)), ("raises", TypeError, "`inputs` to be a floating")
         ),
         Case("bf16 inputs", certify(x=_x(torch.bfloat16)), ("raises", TypeError, "`inputs` to have the dtype")),
+        Case(
+            "list inputs", certify(x=[[0.0] * 36] * N), ("raises", TypeError, "Expected `inputs` to be a torch.Tensor")
+        ),
         Case("NaN inputs", certify(x=_nan_x()), ("raises", ValueError, "Expected `inputs` to hold finite values")),
         Case("empty batch", certify(x=_x(n=0)), ("raises", ValueError, "`inputs` to hold at least one example")),
         Case(
@@ -319,7 +322,7 @@ def _smoothing_cases() -> list[Case]:
         Case(
             "wrong logits",
             certify(model=lambda x: torch.zeros(x.shape[0], C + 1)),
-            ("raises", ValueError, r"`model` to return logits of shape"),
+            ("raises", ValueError, r"`model` to return logits of shape \(32, 3\) but got \(32, 4\)"),
         ),
         Case(
             "predict NaN logits",
