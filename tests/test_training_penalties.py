@@ -201,7 +201,7 @@ def test_every_loss_reports_its_named_parts():
     expected = {
         StandardLoss(): ["ce", "loss"],
         GradientNormLoss(1.0): ["ce", "grad_norm_sq", "loss"],
-        NoiseConsistencyLoss(1.0, 0.1): ["consistency", "ce", "loss"],
+        NoiseConsistencyLoss(1.0, 0.1): ["ce", "consistency", "loss"],
         RandomizedSmoothingLoss(0.1): ["loss", "noisy_ce"],
         AdversarialLoss(0.1, steps=1): ["adv_ce", "loss"],
         ScoreAlignmentLoss(1.0, scores, 0.5): ["ce", "loss", "misalignment"],
