@@ -22,7 +22,7 @@ RANGE_SLACK = 1.0
 #: How many noise standard deviations inputs may stray beyond that.
 RANGE_SIGMAS = 6.0
 
-__all__ = ["SCORE_KINDS", "ScoreKind", "ScoreModel", "format_target", "promote_inputs"]
+__all__ = ["SCORE_KINDS", "ScoreKind", "ScoreModel", "check_has_data", "format_target", "promote_inputs"]
 
 
 def format_target(target: TargetLike, n: int, device: torch.device, num_classes: int | None) -> Tensor | None:
@@ -70,6 +70,12 @@ def promote_inputs(inputs: Tensor) -> Tensor:
     if inputs.is_complex() or inputs.dtype == torch.bool:
         raise TypeError(f"Expected `inputs` to be a real floating or integer tensor but got dtype {inputs.dtype}")
     return inputs if inputs.is_floating_point() else inputs.to(torch.get_default_dtype())
+
+
+def check_has_data(name: str, inputs: Tensor) -> None:
+    """Refuse tensors without data (the ``meta`` device), whose values no check can read."""
+    if inputs.device.type == "meta":
+        raise ValueError(f"Expected `{name}` on a device that holds data (cpu, cuda, ...) but got a meta tensor")
 
 
 class ScoreModel(ABC):
@@ -249,6 +255,7 @@ class ScoreModel(ABC):
         """
         check_tensor("inputs", inputs)
         promote_inputs(inputs)  # dtype check only
+        check_has_data("inputs", inputs)
         n = check_batch("inputs", [inputs])
         if self.input_shape is not None and tuple(inputs.shape[1:]) != tuple(self.input_shape):
             raise ValueError(
