@@ -330,3 +330,45 @@ def test_the_matrix_refuses_and_answers(subjects):
     counts = expected_outcomes(subjects)
     print(f"bad-input matrix: {sum(counts.values())} cases, {counts[REFUSE]} refused, {counts[ANSWER]} answered right")
     assert counts[REFUSE] > 150 and counts[ANSWER] > 50
+
+
+@pytest.mark.parametrize("data_range", [(0.0, 1.0), (-1.0, 3.0)])
+@pytest.mark.parametrize("sigma", [0.05, 0.5])
+def test_the_range_rule_at_its_boundaries(data_range, sigma):
+    """Values up to one range width plus 6 sigma outside ``data_range`` are scored, beyond it refused."""
+    model = DenoiserScore(lambda x, s: 0.5 * x, data_range=data_range, model_range=data_range)
+    low, high = data_range
+    pad = (high - low) + 6 * sigma
+    for value, ok in (
+        (high + 0.99 * pad, True),
+        (low - 0.99 * pad, True),
+        (high + 1.01 * pad, False),
+        (low - 1.01 * pad, False),
+    ):
+        x = torch.full((1, 2), value)
+        if ok:
+            torch.testing.assert_close(model.score(x, sigma), -0.5 * x / sigma**2)
+        else:
+            with pytest.raises(ValueError, match="data range"):
+                model.score(x, sigma)
+
+
+def test_a_pair_applies_each_models_own_checks():
+    class NonNegative(GaussianMixtureScore):
+        def check_call(self, inputs, sigma, target):
+            if isinstance(inputs, torch.Tensor) and bool((inputs < 0).any()):
+                raise ValueError("Expected `inputs` >= 0 for this model")
+            return super().check_call(inputs, sigma, target)
+
+    mixture = NonNegative(torch.zeros(2, 2), torch.eye(2))
+    for pair in (
+        ScorePair(mixture, GaussianMixtureScore(torch.zeros(1, 2), torch.eye(2))),
+        ScorePair(_cond(), mixture),
+    ):
+        assert torch.isfinite(pair.score(torch.ones(2, 2), 0.3, [0, 1])).all()
+        with pytest.raises(ValueError, match="`inputs` >= 0"):
+            pair.score(-torch.ones(2, 2), 0.3, [0, 1])
+
+
+def _cond():
+    return DenoiserScore(lambda x, s, class_labels: 0.5 * x, 2)
