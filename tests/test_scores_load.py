@@ -182,3 +182,13 @@ def test_loading_and_scoring_leave_the_networks_as_they_were(saved):
         pair.bayes_score(torch.rand(2, 3, 32, 32), 0.3, [1.0, 2.0])
     for net, snap in zip(nets, snaps):
         assert_model_unchanged(net, snap)
+
+
+def test_saved_settings_are_kept_unless_the_data_range_is_stated(tmp_path, saved):
+    _, cond, _ = saved
+    DiffusersScore(cond, DDPMScheduler(), data_range=(-2.0, 2.0)).save_pretrained(tmp_path / "m")
+    assert load_score_model(tmp_path / "m").data_range == (-2.0, 2.0)
+    assert load_score_model(tmp_path / "m", data_range=(0, 1)).data_range == (0.0, 1.0)
+    assert load_score_model("shipped").data_range == (0.0, 1.0)
+    with pytest.raises(ValueError, match="`data_range` to be finite numbers with low < high"):
+        load_score_model(tmp_path / "m", data_range=(1, 0))
