@@ -132,7 +132,10 @@ class ManifoldGradient(GradientAttribution):
         if component != "full":
             with torch.no_grad():
                 geometry_inputs = tuple(x.detach() for x in inputs_t)
-            on, off = self.tangent_space.components(geometry_inputs, grads)
+            # a class-conditional tangent space (DenoiserTangent(conditional=True)) reads the same target,
+            # expanded by NoiseTunnel like every per-example argument
+            space_target = target if self.tangent_space.takes_target else None
+            on, off = self.tangent_space.components(geometry_inputs, grads, space_target)
             grads = on if component == "on" else off
         if abs:
             grads = tuple(g.abs() for g in grads)

@@ -343,8 +343,8 @@ def perceptual_alignment(
             f"Expected `target` to be the true labels (int, list or tensor) but got {target!r}; use "
             "gradient_target='predicted' for the gradient at the predicted class"
         )
+    score_model.check_supports(score, name="score")
     labels = read_target(target, n, inputs.device, num_classes=score_model.num_classes)
-    _check_score_kind(score_model, score)
     # shapes, sigma and labels against the score model, before any gradient is taken
     sigma, _ = score_model.check_call(inputs, sigma, labels if score != "unconditional" else None)
     explainer = _explainer(attribution, model, gradient)
@@ -382,19 +382,6 @@ def perceptual_alignment(
     return score_alignment(
         maps, s.to(device=maps.device), method, lpips_net=lpips_net, max_examples_per_batch=max_examples_per_batch
     )
-
-
-def _check_score_kind(score_model: ScoreModel, score: str) -> None:
-    if score != "unconditional" and score_model.num_classes is None:
-        raise ValueError(
-            f"Expected `score_model` to be class-conditional for score={score!r} but it is unconditional; use "
-            "score='unconditional' (with gradient='logit_sum' it is the paper's released pairing)"
-        )
-    if score != "conditional" and not score_model.supports_unconditional:
-        raise ValueError(
-            f"Expected `score_model` to give the unconditional score for score={score!r} but it has none (e.g. it "
-            "was trained without a null label); use score='conditional', or pair it with an unconditional model"
-        )
 
 
 def _as_args(args: Any) -> tuple[Any, ...]:

@@ -1,4 +1,4 @@
-"""On- and off-manifold robustness of a classifier, and the robustness regime it is in.
+"""On- and off-manifold robustness of a classifier (its regime: :mod:`captum_pags.metrics.regimes`).
 
 Srinivas, Bordt & Lakkaraju (NeurIPS 2023), "Which Models have Perceptually-Aligned Gradients? An
 Explanation via Off-Manifold Robustness": models whose outputs change little off the data
@@ -34,17 +34,12 @@ from ._common import TensorOrTuple
 from .tangent import _geometry_chunk
 
 __all__ = [
-    "REGIMES",
     "ManifoldRobustness",
     "manifold_robustness",
-    "robustness_regime",
 ]
 
 Distance = Literal["softmax_l1", "kl"]
 DISTANCES: tuple[str, ...] = ("softmax_l1", "kl")
-Regime = Literal["weak", "bayes_aligned", "excessive"]
-#: The three regimes of Srinivas et al. (NeurIPS 2023), in order of growing robustness.
-REGIMES: tuple[str, ...] = ("weak", "bayes_aligned", "excessive")
 
 
 # ---------------------------------------------------------------------------------------- result
@@ -454,157 +449,3 @@ def manifold_robustness(
         additional_forward_args,
     )
     return ManifoldRobustness(on, off, torch.tensor(eps, dtype=on.dtype, device=on.device))
-
-
-# ---------------------------------------------------------------------------------------- regimes
-def _as_series(name: str, value: Any, epsilon_index: int) -> tuple[Tensor | None, bool]:
-    """``(M,)`` float64 series of a metric and whether it was given for one model only."""
-    if value is None:
-        return None, False
-    single = (
-        isinstance(value, ManifoldRobustness)
-        or (isinstance(value, (int, float)) and not isinstance(value, bool))
-        or (isinstance(value, Tensor) and value.dim() == 0)
-    )
-    items = [value] if single else value
-    if not isinstance(items, (Tensor, Sequence)) and hasattr(items, "__array__"):  # NumPy arrays
-        items = torch.as_tensor(items.__array__(), dtype=torch.float64)
-        if items.dim() == 0:
-            items, single = items.reshape(1), True
-    if isinstance(items, Tensor):
-        if items.dim() != 1:
-            raise ValueError(f"Expected `{name}` to be a number or a 1-d series but got shape {tuple(items.shape)}")
-        items = items.tolist()
-    if not isinstance(items, Sequence) or isinstance(items, str) or len(items) == 0:
-        raise TypeError(f"Expected `{name}` to be a number, a non-empty sequence or a 1-d tensor but got {value!r}")
-    out = []
-    for v in items:
-        if isinstance(v, ManifoldRobustness):
-            summary = v.mean()
-            if not -summary.relative.shape[1] <= epsilon_index < summary.relative.shape[1]:
-                raise ValueError(
-                    f"Expected `epsilon_index` to index {summary.relative.shape[1]} epsilons but got {epsilon_index}"
-                )
-            v = float(summary.relative[0, epsilon_index])
-        elif isinstance(v, Tensor) and v.numel() == 1:
-            v = float(v.item())
-        elif isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError(f"Expected `{name}` to hold numbers but got {type(v).__name__}")
-        out.append(float(v))
-    return torch.tensor(out, dtype=torch.float64), single
-
-
-def robustness_regime(
-    relative_robustness: Any = None,
-    accuracy: Any = None,
-    alignment: Any = None,
-    *,
-    reference_accuracy: float | None = None,
-    max_accuracy_drop: float = 0.05,
-    alignment_tolerance: float = 0.1,
-    min_relative_robustness: float = 2.0,
-    epsilon_index: int = 0,
-) -> Regime | list[Regime]:
-    r"""Classify a model, or a sweep of models, as ``"weak"``, ``"bayes_aligned"`` or ``"excessive"``.
-
-    Srinivas, Bordt & Lakkaraju (NeurIPS 2023): as robustness regularization grows, perceptual
-    alignment first rises (weak robustness), peaks where the model's gradients match the Bayes
-    score difference (Bayes-aligned), then falls together with accuracy as the model becomes
-    robust on the manifold too (excessive robustness). A sweep is given as series sorted by
-    growing regularization strength; model :math:`i` is classified by the first rule that applies:
-
-    1. **excessive** if its accuracy dropped too far below the reference (by default the first,
-       least regularized model of the sweep):
-       :math:`\text{acc}_i < \text{acc}_\text{ref} - \text{max\_accuracy\_drop}`.
-    2. With ``alignment`` for two or more models: the peak :math:`p` is the most aligned model
-       among those not excluded by rule 1, and models "near the peak" have
-       :math:`a_i \ge a_p - \text{alignment\_tolerance}\cdot|a_p|`. A model *not* near the peak
-       is **weak** if it comes before the peak (:math:`i < p`) and **excessive** after it.
-    3. With ``relative_robustness``: a model with
-       :math:`\text{relative}_i < \text{min\_relative\_robustness}` (it reacts about as much off
-       the manifold as on it) is **weak** if it is at or before the peak, or if there is no peak
-       (no alignment given); after the peak it is **excessive** (robust on the manifold too).
-    4. Otherwise **bayes_aligned**.
-
-    Undefined (NaN) alignment or robustness values fail the "near the peak" and "robust enough"
-    tests. A single model needs ``relative_robustness``; its accuracy rule needs
-    ``reference_accuracy``. Without accuracy or alignment, excessive robustness can only be
-    recognised after a peak, so a single model is ``"weak"`` or ``"bayes_aligned"``.
-
-    Parameters
-    ----------
-    relative_robustness : float, sequence, array, Tensor, ManifoldRobustness or sequence of them, optional
-        ``(M,)`` relative off-manifold robustness (``on / off``); a :class:`ManifoldRobustness`
-        is summarised as ``result.mean().relative[0, epsilon_index]``.
-    accuracy : float, sequence, array or Tensor, optional
-        ``(M,)`` accuracies (fractions in [0, 1], or any consistent unit with ``max_accuracy_drop``).
-    alignment : float, sequence, array or Tensor, optional
-        ``(M,)`` mean perceptual (or tangent) alignment of each model.
-    reference_accuracy : float, optional
-        Accuracy of the unregularized model; defaults to ``accuracy[0]`` for a sweep.
-    max_accuracy_drop : float
-        Largest tolerated accuracy drop below the reference (absolute, same unit as ``accuracy``).
-    alignment_tolerance : float
-        Relative distance below the peak alignment still counted as "at the peak".
-    min_relative_robustness : float
-        Smallest ``on / off`` ratio of a model that is robust off the manifold.
-    epsilon_index : int
-        Which epsilon of :class:`ManifoldRobustness` inputs is used (default the smallest, first).
-
-    Returns
-    -------
-    str or list of str
-        One of :data:`REGIMES` per model; a single string when every metric was given for one model.
-
-    Examples
-    --------
-    >>> robustness_regime(alignment=[0.2, 0.5, 0.55, 0.3], accuracy=[0.98, 0.97, 0.96, 0.85])
-    ['weak', 'bayes_aligned', 'bayes_aligned', 'excessive']
-    >>> robustness_regime(relative_robustness=12.0)
-    'bayes_aligned'
-    """
-    check_positive("max_accuracy_drop", max_accuracy_drop, allow_zero=True)
-    check_positive("alignment_tolerance", alignment_tolerance, allow_zero=True)
-    check_positive("min_relative_robustness", min_relative_robustness, allow_zero=True)
-    check_int("epsilon_index", epsilon_index)
-    rel, rel_single = _as_series("relative_robustness", relative_robustness, epsilon_index)
-    acc, acc_single = _as_series("accuracy", accuracy, epsilon_index)
-    ali, ali_single = _as_series("alignment", alignment, epsilon_index)
-    given = {k: v for k, v in (("relative_robustness", rel), ("accuracy", acc), ("alignment", ali)) if v is not None}
-    if rel is None and ali is None:
-        raise ValueError("Expected `relative_robustness` or `alignment` (or both) but got neither")
-    lengths = {k: int(v.shape[0]) for k, v in given.items()}
-    if len(set(lengths.values())) != 1:
-        raise ValueError(f"Expected every given series to describe the same number of models but got {lengths}")
-    m = next(iter(lengths.values()))
-    if m == 1 and rel is None:
-        raise ValueError(
-            "Expected `relative_robustness` for a single model (its alignment has no peak to compare with) but got None"
-        )
-    if reference_accuracy is not None:
-        reference_accuracy = check_positive("reference_accuracy", reference_accuracy, allow_zero=True)
-    elif acc is not None:
-        if m == 1:
-            raise ValueError("Expected `reference_accuracy` to judge a single model's accuracy but got None")
-        reference_accuracy = float(acc[0])
-
-    excessive = torch.zeros(m, dtype=torch.bool)
-    if acc is not None:
-        excessive |= ~(acc >= reference_accuracy - max_accuracy_drop)
-    regimes: list[str | None] = ["excessive" if e else None for e in excessive.tolist()]
-    peak: int | None = None
-    if ali is not None and m > 1:
-        candidates = torch.where(excessive | torch.isnan(ali), torch.full_like(ali, -math.inf), ali)
-        if bool(torch.isfinite(candidates).any()):
-            peak = int(torch.argmax(candidates))
-            near = ali >= ali[peak] - alignment_tolerance * abs(float(ali[peak]))
-            for i in range(m):
-                if regimes[i] is None and not bool(near[i]):
-                    regimes[i] = "weak" if i < peak else "excessive"
-    if rel is not None:
-        for i in range(m):
-            if regimes[i] is None and not bool(rel[i] >= min_relative_robustness):
-                regimes[i] = "excessive" if peak is not None and i > peak else "weak"
-    out = [r if r is not None else "bayes_aligned" for r in regimes]
-    single = m == 1 and all(s for s, v in ((rel_single, rel), (acc_single, acc), (ali_single, ali)) if v is not None)
-    return out[0] if single else out  # type: ignore[return-value]
