@@ -103,6 +103,17 @@ def test_many_examples_stream_in_bounded_chunks_with_the_same_answer(seed):
         assert sum(space.sizes) == 150 and max(space.sizes) <= min(chunk or 64, 64)
 
 
+def test_draw_blocks_never_share_directions():
+    """Identical examples in different blocks of 64 get different directions; within a call, all differ too."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    q, _ = torch.linalg.qr(torch.randn(6, 2))
+    x = torch.randn(1, 6).expand(200, 6).contiguous()
+    on = manifold_robustness(model, x, LinearSubspace(q.T), [0.5], 2, seed=5).on[:, 0]
+    assert len({round(float(v), 6) for v in on}) == 200
+    assert block_seed(5, 1) not in (5, block_seed(5, 2), block_seed(6, 1))
+
+
 def test_tangent_alignment_holds_a_bounded_number_of_bases(monkeypatch):
     import captum_pags.metrics.tangent as tangent
 
