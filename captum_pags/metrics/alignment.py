@@ -91,7 +91,7 @@ def _check_image_maps(method: str, attr_t: tuple[Tensor, ...]) -> None:
 
 def _real(t: Tensor) -> Tensor:
     """Integer maps are promoted (never truncated); low-precision floats are compared in float32."""
-    return t.detach().to(torch.promote_types(t.dtype, torch.float32)) if not t.dtype == torch.float64 else t.detach()
+    return t.detach().to(torch.promote_types(t.dtype, torch.float32))
 
 
 def _alignment_values(
