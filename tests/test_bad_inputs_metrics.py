@@ -272,6 +272,12 @@ def _conditional_only(c):
     return model
 
 
+def _accumulate_zeros(a):
+    acc = AlignmentAccumulator()
+    acc.update(a * 0, a)
+    return acc.compute()
+
+
 def _in_eval(net, fn):
     net.eval()
     try:
@@ -324,6 +330,11 @@ case(
     "taa-chunk",
     lambda c: TangentAlignmentAccumulator(c["space"], max_examples_per_batch=-1),
     Raises(ValueError, "`max"),
+)
+case(
+    "aa-all-undefined",
+    lambda c: _accumulate_zeros(c["a"]),
+    Warns("4 of 4", lambda summary: bool(summary.mean.isnan()) and summary.count == 0 and summary.num_undefined == 4),
 )
 case("aa-method", lambda c: AlignmentAccumulator("dot"), Raises(ValueError, "`method`"))
 case(
