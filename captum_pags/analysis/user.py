@@ -218,9 +218,10 @@ def analyze_model(
     tangent_spec = _tangent_spec(tangent, source)
     extra = {name: (parse_tangent(t) if isinstance(t, str) else t) for name, t in (extra_tangents or {}).items()}
     score_given = spec is not None or scores is not None
+    known = scores if scores is not None else (spec.capabilities() if spec is not None else None)
     for t in (tangent_spec, *extra.values()):
         if isinstance(t, TangentSpec):
-            t.check(source, scores, score_given=score_given)
+            t.check(source, known, score_given=score_given)
     if not isinstance(model, nn.Module) and hasattr(model, "load"):
         model = model.load(dev)
     score_classes = spec.info().num_classes if spec is not None and spec.info() is not None else None

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..errors import AnalysisInputError
 
-__all__ = ["SHIPPED_SCORE", "ScoreConfigInfo", "ScoreModels", "ScoreSpec", "read_score_config"]
+__all__ = ["SHIPPED_SCORE", "ScoreCapabilities", "ScoreConfigInfo", "ScoreModels", "ScoreSpec", "read_score_config"]
 
 #: ``--score-model shipped``: the score model shipped for ``digits16``.
 SHIPPED_SCORE = "shipped"
@@ -132,6 +132,23 @@ def _load_one(path: str, data_range: tuple[float, float], device: str, kwargs: d
         return DenoiserScore(net, **settings)
     except (ValueError, TypeError) as err:
         raise AnalysisInputError(f"cannot use {path!r} as a denoiser: {err}") from None
+
+
+@dataclass(frozen=True)
+class ScoreCapabilities:
+    """Which scores a (pair of) score model(s) gives, known before loading weights.
+
+    Attributes
+    ----------
+    has_conditional, has_unconditional : bool
+        Whether class-conditional / unconditional scores are available.
+    num_classes : int or None
+        Classes of the conditional model.
+    """
+
+    has_conditional: bool
+    has_unconditional: bool
+    num_classes: int | None
 
 
 class ScoreModels:
@@ -304,6 +321,18 @@ class ScoreSpec:
     def unconditional_info(self) -> ScoreConfigInfo | None:
         """The paired unconditional model's configs, if a folder."""
         return self._info(self.unconditional)
+
+    def capabilities(self) -> ScoreCapabilities | None:
+        """What the model(s) can give, read from their configs; None when a denoiser file leaves it unknown."""
+        if self.path is None:
+            return None
+        info = self.info()
+        if info is None:
+            return None
+        paired = self.unconditional is not None
+        conditional = info.num_class_embeds is not None
+        unconditional = paired or not conditional or info.null_class is not None
+        return ScoreCapabilities(conditional, unconditional, info.num_classes)
 
     def load(self, device: str | torch.device = "cpu") -> ScoreModels:
         """Load the model(s) (local files only, weights read safely)."""
