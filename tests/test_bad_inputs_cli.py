@@ -58,6 +58,9 @@ CASES = {
     "no samples": (["--n-samples", "0"], "--n-samples"),
     "negative seed": (["--seed", "-2"], "--seed"),
     "reference accuracy above 1": (["--reference-accuracy", "2"], "--reference-accuracy"),
+    "missing reference": (["--reference", "{root}/none.json"], "does not exist"),
+    "reference and reference accuracy": (["--reference", "{root}/a_file", "--reference-accuracy", "0.9"], "not both"),
+    "unknown alignment metric": (["--alignment-metrics", "cosine,l2"], "--alignment-metrics"),
     "bad data range": (["--data", "{root}/grey16.npz", "--data-range", "1,0"], "--data-range"),
     # devices
     "unknown device": (["--device", "banana"], "banana"),
@@ -135,7 +138,7 @@ def test_every_user_error_is_one_line_exit_2_before_any_work(assets, no_work, ca
     argv = ["analyze", "--model", f"{root}/mlp16.pt", "--quiet", "--out", f"{root}/out"]
     argv += [a.replace("{root}", root) for a in extra]
     if "--score-model" in extra and "shipped" not in extra:
-        no_work.setattr(score_module, "_load_one", _no_weights)  # decided from configs alone
+        no_work.setattr(score_module, "_load", _no_weights)  # decided from configs alone
     assert main(argv) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
