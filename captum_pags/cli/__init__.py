@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from . import analyze as _analyze
+from . import report as _report
 from . import sweep as _sweep
 from ._common import Formatter
 
@@ -38,13 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=Formatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{sweep,analyze}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{sweep,analyze,report}")
     _sweep.add_parser(sub)
     _analyze.add_parser(sub)
+    _report.add_parser(sub)
     return parser
 
 
-_COMMANDS = {"sweep": _sweep.run, "analyze": _analyze.run}
+_COMMANDS = {"sweep": _sweep.run, "analyze": _analyze.run, "report": _report.run}
 
 
 def _run(args: argparse.Namespace) -> int:
