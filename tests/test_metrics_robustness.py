@@ -6,15 +6,28 @@ from conftest import assert_model_unchanged, model_snapshot
 from torch import nn
 
 from captum_pags.datasets import GaussianSubspaceMixture
-from captum_pags.manifold import LinearSubspace
+from captum_pags.manifold import LinearSubspace, TangentSpace
 from captum_pags.metrics import ManifoldRobustness, RobustnessAccumulator, manifold_robustness
+from captum_pags.metrics.robustness import block_seed
 
 
 def _reference(model, x, p, epsilons, n_samples, seed, distance="softmax_l1", args=()):
     """Slow float64 reference: one image, one direction, one epsilon at a time, explicit projector ``p``."""
     n = x.shape[0]
     d = x[0].numel()
-    z = torch.randn(n, n_samples, d, generator=torch.Generator().manual_seed(seed), dtype=x.dtype).double()
+    # the documented draws: one generator per block of 64 examples, seeded with block_seed(seed, b)
+    z = torch.cat(
+        [
+            torch.randn(
+                min(64, n - lo),
+                n_samples,
+                d,
+                generator=torch.Generator().manual_seed(block_seed(seed, lo // 64)),
+                dtype=x.dtype,
+            )
+            for lo in range(0, n, 64)
+        ]
+    ).double()
     on = torch.zeros(n, len(epsilons), dtype=torch.float64)
     off = torch.zeros_like(on)
     for i in range(n):
@@ -51,6 +64,43 @@ def test_matches_a_slow_per_image_loop(small_net, distance):
         torch.testing.assert_close(result.off.double(), off, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(result.relative, result.on / result.off)
         torch.testing.assert_close(result.epsilons, torch.tensor(eps))
+
+
+class _RecordingSubspace(TangentSpace):
+    """A fixed subspace given as a per-example basis, recording how many examples each call holds."""
+
+    def __init__(self, basis):
+        super().__init__(input_shape=(basis.shape[1],))
+        self.rows = basis
+        self.sizes = []
+
+    @property
+    def dim(self):
+        return self.rows.shape[0]
+
+    def _basis(self, inputs):
+        n = inputs[0].shape[0]
+        self.sizes.append(n)
+        return self.rows.to(inputs[0]).expand(n, -1, -1)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_many_examples_stream_in_bounded_chunks_with_the_same_answer(seed):
+    """N > 64: the draws come per block, the geometry per chunk; results do not depend on the chunk size."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    q, _ = torch.linalg.qr(torch.randn(6, 2, dtype=torch.float64))
+    space = _RecordingSubspace(q.T)
+    x = torch.randn(150, 6, dtype=torch.float64)
+    eps = [0.1, 0.7]
+    with torch.no_grad():
+        on, off = _reference(model, x, q @ q.T, eps, 3, seed=seed)
+    for chunk in (None, 1, 7, 64, 1000):
+        space.sizes.clear()
+        result = manifold_robustness(model, x, space, eps, 3, seed=seed, max_examples_per_batch=chunk)
+        torch.testing.assert_close(result.on, on, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(result.off, off, rtol=1e-10, atol=1e-12)
+        assert sum(space.sizes) == 150 and max(space.sizes) <= min(chunk or 64, 64)
 
 
 def test_tuple_inputs_and_per_example_forward_args():

@@ -135,14 +135,16 @@ def test_one_strength_per_method_does_not_crash(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--strengths-noise", "0,nan"], "finite numbers"),
-        (["--seeds", ""], "`seeds` to hold at least one"),
+        (["--strengths-noise", "0,nan"], "finite number"),
+        (["--seeds", ""], "--seeds"),
         (["--methods", "noise,dropout"], "`methods`"),
         (["--methods", ","], "`methods` to hold at least one"),
         (["--epochs", "0"], "`epochs` to be >= 1"),
         (["--shard", "3/2"], "I/N"),
         (["--address", "auto"], "--executor ray"),
         (["--executor", "ray", "--num-workers", "0"], "--num-workers"),
+        (["--device", "cuda:7"], "cuda"),
+        (["--device", "gpu"], "`device`"),
     ],
 )
 def test_cli_errors_are_one_line_before_any_work(argv, message, tmp_path, capsys, monkeypatch):
@@ -151,6 +153,14 @@ def test_cli_errors_are_one_line_before_any_work(argv, message, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("captum-pags: error:") and message in err[0], err
     assert not (tmp_path / "out" / "results").exists()
+
+
+def test_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(tasks_module, "train_model", lambda *a, **k: pytest.fail("work started"))
+    (tmp_path / "file").write_text("x")
+    assert main(["sweep", "--quick", "--quiet", "--out", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file" in err[0]
 
 
 def test_report_of_a_folder_without_a_sweep(tmp_path, capsys):

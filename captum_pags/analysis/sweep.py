@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -135,6 +136,20 @@ def _read_config(out: str | Path) -> SweepConfig:
     return SweepConfig.from_dict(json.loads(path.read_text()))
 
 
+def _check_run(config: SweepConfig) -> None:
+    """Refuse an unavailable device or an output folder that cannot be one, before any work."""
+    from .components.settings import AnalysisSettings
+    from .errors import AnalysisInputError
+
+    AnalysisSettings(device=config.device).check_device()
+    out = Path(config.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise AnalysisInputError(f"Expected `out` to be a folder but {config.out!r} is a file: choose another --out")
+    parent = out if out.exists() else next((q for q in out.parents if q.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise AnalysisInputError(f"cannot write the sweep to {config.out!r}: {str(parent)!r} is not writable")
+
+
 def run_sweep(
     config: SweepConfig | None = None,
     *,
@@ -181,6 +196,7 @@ def run_sweep(
     """
     config = config or SweepConfig()
     start = time.perf_counter()
+    _check_run(config)
     tasks = sweep_tasks(config)
     if shard is not None:
         tasks = shard_tasks(

@@ -1,14 +1,7 @@
 """Metrics in captum.metrics style: alignment, robustness and regimes."""
 
-from .alignment import (
-    AlignmentAccumulator,
-    AlignmentSummary,
-    TangentAlignmentAccumulator,
-    perceptual_alignment,
-    random_tangent_alignment,
-    score_alignment,
-    tangent_alignment,
-)
+from .accumulators import AlignmentAccumulator, AlignmentSummary, RobustnessAccumulator, TangentAlignmentAccumulator
+from .alignment import perceptual_alignment, score_alignment
 from .regimes import (
     REGIMES,
     UNDETERMINED,
@@ -21,7 +14,8 @@ from .regimes import (
     robustness_regime,
     sweep_reference,
 )
-from .robustness import ManifoldRobustness, RobustnessAccumulator, manifold_robustness
+from .robustness import ManifoldRobustness, manifold_robustness
+from .tangent import random_tangent_alignment, tangent_alignment
 
 __all__ = [
     "REGIMES",
