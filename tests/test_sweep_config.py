@@ -166,3 +166,21 @@ def test_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, monkeyp
 def test_report_of_a_folder_without_a_sweep(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "sweep_config.json" in capsys.readouterr().err
+
+
+def test_paper_units_convert_the_strength_for_training():
+    from captum_pags.analysis.grid import make_loss
+    from captum_pags.training import from_paper_strength
+
+    cfg = SweepConfig.quick(strength_units="paper", batch_size=64, methods=("gradient_norm", "pgd", "noise"))
+    for method, attr in (("gradient_norm", "lam"), ("noise", "sigma")):
+        loss = make_loss(SweepTask(method, 0.5, 0), cfg)
+        assert math.isclose(getattr(loss, attr), from_paper_strength(method, 0.5, batch_size=64), rel_tol=1e-12)
+    pgd = make_loss(SweepTask("pgd", 2.0, 0), cfg)
+    assert math.isclose(pgd._attack_kwargs["epsilon"], 2.0 / 8.0, rel_tol=1e-12)  # eps_paper / sqrt(B)
+    ours = cfg.replace(strength_units="ours")
+    assert make_loss(SweepTask("gradient_norm", 0.5, 0), ours).lam == 0.5
+    assert model_key(SweepTask("pgd", 2.0, 0), cfg) != model_key(SweepTask("pgd", 2.0, 0), ours)
+    assert model_key(SweepTask("plain", 0.0, 0), cfg) == model_key(SweepTask("plain", 0.0, 0), ours)
+    with pytest.raises(ValueError, match="`strength_units`"):
+        SweepConfig(strength_units="lambda")

@@ -57,6 +57,12 @@ class SweepConfig:
         Training methods, keys of :data:`METHODS`.
     strengths : dict of str to tuple of float
         Regularisation strengths per method (0 = plain cross-entropy).
+    strength_units : {"ours", "paper"}
+        ``"paper"``: the strengths are the paper's values (its released training script's
+        ``--reg-constant`` / ``--epsilon`` / ``--noise-std``) at this sweep's ``batch_size``,
+        converted with :func:`~captum_pags.training.from_paper_strength` for training, so the
+        sweep can run on the paper's grid (:data:`~captum_pags.training.paper_units.PAPER_GRIDS`); the report
+        shows them in the paper's units.
     architecture : {"mlp", "cnn"}
         Classifier trained for every point of the grid.
     architecture_kwargs : dict
@@ -98,6 +104,7 @@ class SweepConfig:
 
     methods: tuple[str, ...] = ("gradient_norm", "noise")
     strengths: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_STRENGTHS))
+    strength_units: Literal["ours", "paper"] = "ours"
     architecture: Literal["mlp", "cnn"] = "mlp"
     architecture_kwargs: dict[str, Any] = field(default_factory=dict)
     epochs: int = 20
@@ -133,6 +140,7 @@ class SweepConfig:
         merged = dict(DEFAULT_STRENGTHS)
         merged.update({k: _grid(k, v) for k, v in self.strengths.items()})
         self.strengths = merged
+        check_choice("strength_units", self.strength_units, ("ours", "paper"))
         check_choice("architecture", self.architecture, ("mlp", "cnn"))
         if not isinstance(self.architecture_kwargs, dict) or not all(
             isinstance(k, str) for k in self.architecture_kwargs

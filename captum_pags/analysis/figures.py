@@ -64,6 +64,7 @@ def figure_curves(
     log_y: bool = False,
     hlines: Sequence[tuple[float, str, str]] = (),
     skip_collapsed: Sequence[str] = (),
+    units: str = "ours",
 ) -> None:
     """One panel per method: each curve's mean over seeds against strength, with +- sd bands.
 
@@ -115,7 +116,8 @@ def figure_curves(
         ax.set_xscale("log")
         if log_y and positive:  # nothing to draw on a log axis otherwise
             ax.set_yscale("log")
-        ax.set_xlabel(f"{method} strength (0 drawn at the left end)")
+        unit = " in the paper's units" if units == "paper" else ""
+        ax.set_xlabel(f"{method} strength{unit} (0 drawn at the left end)")
         ax.set_ylabel(ylabel)
         ax.set_title(method)
         ax.grid(alpha=0.3)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..models import MLP, SmallCNN
-from ..training import AdversarialLoss, GradientNormLoss, RandomizedSmoothingLoss, StandardLoss
+from ..training import AdversarialLoss, GradientNormLoss, RandomizedSmoothingLoss, StandardLoss, from_paper_strength
 from .config import SweepConfig
 
 __all__ = ["SweepTask", "parse_shard", "shard_tasks", "sweep_tasks"]
@@ -46,9 +46,11 @@ class SweepTask:
         """The task that trains the model of ``(method, strength, seed)``."""
         return cls("plain", 0.0, seed) if strength == 0 else cls(method, float(strength), seed)
 
-    def name(self, architecture: str) -> str:
+    def name(self, architecture: str, units: str = "ours") -> str:
         """Readable part of the model's folder name."""
         kind = "plain" if self.method == "plain" else f"{self.method}_{self.strength:g}"
+        if units == "paper" and self.method != "plain":
+            kind += "paper"
         return f"{architecture}_{kind}_s{self.seed}"
 
     def serves(self, config: SweepConfig) -> list[tuple[str, float]]:
@@ -117,15 +119,23 @@ def build_model(config: SweepConfig) -> nn.Module:
     return MLP(**kwargs)
 
 
+def training_strength(task: SweepTask, config: SweepConfig) -> float:
+    """The strength the loss is built with: ``task.strength``, converted from the paper's units if asked."""
+    if task.method == "plain" or config.strength_units == "ours":
+        return task.strength
+    return from_paper_strength(task.method, task.strength, batch_size=config.batch_size)  # type: ignore[arg-type]
+
+
 def make_loss(task: SweepTask, config: SweepConfig) -> nn.Module:
     """The training loss of ``task``."""
     if task.method == "plain":
         return StandardLoss()
+    strength = training_strength(task, config)
     if task.method == "gradient_norm":
-        return GradientNormLoss(task.strength)
+        return GradientNormLoss(strength)
     if task.method == "noise":
-        return RandomizedSmoothingLoss(task.strength)
-    return AdversarialLoss(task.strength, steps=config.pgd_steps, norm="l2")
+        return RandomizedSmoothingLoss(strength)
+    return AdversarialLoss(strength, steps=config.pgd_steps, norm="l2")
 
 
 def _plain(value: Any) -> Any:
@@ -187,7 +197,7 @@ def model_key(task: SweepTask, config: SweepConfig) -> str:
     >>> a == model_key(SweepTask("pgd", 1.0, 0), SweepConfig.quick(pgd_steps=3))
     False
     """
-    return f"{task.name(config.architecture)}_{settings_hash(training_settings(task, config))}"
+    return f"{task.name(config.architecture, config.strength_units)}_{settings_hash(training_settings(task, config))}"
 
 
 def evaluation_settings(config: SweepConfig) -> dict[str, Any]:

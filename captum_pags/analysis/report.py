@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import html
 import io
 import json
@@ -92,12 +93,17 @@ def _groups_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
 
 
 def _figures(
-    out: Path, groups: Sequence[Mapping[str, Any]], epsilons: Sequence[float], chance: Mapping[str, float]
+    out: Path,
+    groups: Sequence[Mapping[str, Any]],
+    epsilons: Sequence[float],
+    chance: Mapping[str, float],
+    units: str = "ours",
 ) -> dict[str, Path]:
     files: dict[str, Path] = {}
+    plot = functools.partial(figure_curves, units=units)
     acc_chance = chance.get("accuracy")
     files["alignment"] = out / "alignment_accuracy.png"
-    figure_curves(
+    plot(
         groups,
         files["alignment"],
         [
@@ -130,7 +136,7 @@ def _figures(
                 "color": f"C{j}",
             }
         )
-    figure_curves(groups, files["robustness"], curves, ylabel="softmax L1 change (lower = more robust)", log_y=True)
+    plot(groups, files["robustness"], curves, ylabel="softmax L1 change (lower = more robust)", log_y=True)
     files["relative_robustness"] = out / "relative_robustness.png"
     rel = []
     has_decoder = any("robustness_on_curve_decoder" in g["mean"] for g in groups)
@@ -153,7 +159,7 @@ def _figures(
                 }
             )
     threshold = chance.get("min_relative_robustness")
-    figure_curves(
+    plot(
         groups,
         files["relative_robustness"],
         rel,
@@ -170,7 +176,7 @@ def _figures(
         tangent.append({"key": "tangent_alignment_decoder", "label": "tangent alignment (decoder)", "style": "s--"})
         if "tangent_alignment_decoder" in chance:
             hlines.append((chance["tangent_alignment_decoder"], "random direction, decoder: sqrt(k/D)", "-."))
-    figure_curves(groups, files["tangent"], tangent, ylabel="||P_T g|| / ||g||", hlines=hlines)
+    plot(groups, files["tangent"], tangent, ylabel="||P_T g|| / ||g||", hlines=hlines)
     return files
 
 
@@ -278,7 +284,8 @@ def write_report(
     atomic_write(files["csv"], table.getvalue().encode())
 
     epsilons = (config or {}).get("epsilons") or [0.0] * len(rows[0].get("robustness_on_curve", [0]))
-    files.update(_figures(out, groups, list(epsilons), dict(chance or {})))
+    units = str((config or {}).get("strength_units", "ours"))
+    files.update(_figures(out, groups, list(epsilons), dict(chance or {}), units))
     if maps is not None and maps.get("panels"):
         files["maps"] = out / "gradient_maps.png"
         figure_maps(maps, files["maps"])

@@ -51,6 +51,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             f"with --quick: {grid(QUICK_STRENGTHS[method])})",
         )
     sweep.add_argument(
+        "--strength-units",
+        choices=["ours", "paper"],
+        default="ours",
+        help="units of the strength grids: ours, or the paper's (its training script's --reg-constant, --epsilon, "
+        "--noise-std at this sweep's batch size), converted for training (default: ours)",
+    )
+    sweep.add_argument(
         "--epochs", type=int, default=None, help=f"training epochs per model (default: {SweepConfig.epochs})"
     )
     sweep.add_argument(
@@ -101,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = settings(args)
     overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     overrides["architecture"] = args.architecture
+    overrides["strength_units"] = args.strength_units
     strengths = {}
     for method, values in (
         ("gradient_norm", args.strengths_gradient_norm),
