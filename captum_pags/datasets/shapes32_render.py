@@ -141,6 +141,7 @@ def check_factors_labels(factors: Tensor, labels: Tensor) -> None:
         raise ValueError(
             f"Expected `factors` to have shape (N, {len(SHAPES32_FACTORS)}) but got {tuple(factors.shape)}"
         )
+    factors = factors.detach()
     if not bool(torch.isfinite(factors).all()):
         raise ValueError("Expected `factors` to be finite but got NaN or infinite values")
     if factors.shape[0] and float(factors[:, 2].min()) <= 0:
