@@ -5,44 +5,50 @@ for the analysis of Srinivas, Bordt & Lakkaraju (NeurIPS 2023), "Which Models ha
 Perceptually-Aligned Gradients? An Explanation via Off-Manifold Robustness".
 """
 
-from .attr import ManifoldGradient, ScoreAttribution
-from .datasets import GaussianSubspaceMixture, digits16_subspace, load_digits16
-from .manifold import (
-    DecoderTangent,
-    DenoiserTangent,
-    LinearSubspace,
-    LocalPCATangent,
-    TangentSpace,
-    intrinsic_dimension,
-    principal_angles,
-)
-from .metrics import (
-    ManifoldRobustness,
-    manifold_robustness,
-    perceptual_alignment,
-    robustness_regime,
-    score_alignment,
-    tangent_alignment,
-)
-from .models import MLP, SmallCNN, digits16_decoder_tangent, load_digits16_autoencoder, load_digits16_score_model
-from .scores import (
-    BayesOptimalClassifier,
-    DenoiserScore,
-    DiffusersScore,
-    GaussianMixtureScore,
-    ScoreModel,
-    SubspaceGaussianMixtureScore,
-)
-from .training import (
-    PGD,
-    AdversarialLoss,
-    GradientNormLoss,
-    NoiseConsistencyLoss,
-    RandomizedSmoothingLoss,
-    ScoreAlignmentLoss,
-    SmoothedClassifier,
-    fit,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "ManifoldGradient": ".attr",
+    "ScoreAttribution": ".attr",
+    "GaussianSubspaceMixture": ".datasets",
+    "digits16_subspace": ".datasets",
+    "load_digits16": ".datasets",
+    "DecoderTangent": ".manifold",
+    "DenoiserTangent": ".manifold",
+    "LinearSubspace": ".manifold",
+    "LocalPCATangent": ".manifold",
+    "TangentSpace": ".manifold",
+    "intrinsic_dimension": ".manifold",
+    "principal_angles": ".manifold",
+    "ManifoldRobustness": ".metrics",
+    "manifold_robustness": ".metrics",
+    "perceptual_alignment": ".metrics",
+    "robustness_regime": ".metrics",
+    "score_alignment": ".metrics",
+    "tangent_alignment": ".metrics",
+    "MLP": ".models",
+    "SmallCNN": ".models",
+    "digits16_decoder_tangent": ".models",
+    "load_digits16_autoencoder": ".models",
+    "load_digits16_score_model": ".models",
+    "BayesOptimalClassifier": ".scores",
+    "DenoiserScore": ".scores",
+    "DiffusersScore": ".scores",
+    "GaussianMixtureScore": ".scores",
+    "ScoreModel": ".scores",
+    "SubspaceGaussianMixtureScore": ".scores",
+    "PGD": ".training",
+    "AdversarialLoss": ".training",
+    "GradientNormLoss": ".training",
+    "NoiseConsistencyLoss": ".training",
+    "RandomizedSmoothingLoss": ".training",
+    "ScoreAlignmentLoss": ".training",
+    "SmoothedClassifier": ".training",
+    "fit": ".training",
+}
 
 __version__ = "0.1.0"
 
@@ -86,3 +92,17 @@ __all__ = [
     "score_alignment",
     "tangent_alignment",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # names are imported on first use (PEP 562): `import captum_pags` stays cheap, e.g. for `captum-pags --help`
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_model_unchanged, model_snapshot
 
 from captum_pags.analysis import (
     AnalysisInputError,
@@ -90,15 +91,16 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, monkeypatch)
 
 
 def test_analyze_model_on_digits16(tmp_path):
-    x, y = load_user_data("digits16", max_examples=24)
     model = MLP().train()
-    before = [m.training for m in model.modules()]
-    res = analyze_model(model, x, y, out=str(tmp_path), n_samples=2, quiet=True)
-    assert [m.training for m in model.modules()] == before
+    before = model_snapshot(model)
+    res = analyze_model(model, data="digits16", max_examples=24, out=str(tmp_path), n_samples=2, quiet=True)
+    assert_model_unchanged(model, before)
     assert 0.0 <= res.metrics["accuracy"] <= 1.0
     assert -1.0 <= res.metrics["alignment_bayes"] <= 1.0
+    assert res.metrics["n"] == 24
     assert res.regime in ("weak", "bayes_aligned", "excessive")
     assert (tmp_path / "report.html").is_file()
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["command"] == "analyze"
 
 
 def test_analyze_model_on_other_data_uses_pca_and_no_scores(tmp_path):
@@ -107,6 +109,80 @@ def test_analyze_model_on_other_data_uses_pca_and_no_scores(tmp_path):
     res = analyze_model(model, x, y, out=str(tmp_path), n_samples=2, quiet=True)
     assert math.isnan(res.metrics["alignment_bayes"])
     assert 0.0 <= res.metrics["tangent_alignment"] <= 1.0
+    assert any("no score model" in n for n in res.notes)
+
+
+def test_digits16_shaped_tensors_are_not_taken_for_digits16(tmp_path):
+    x, y = load_user_data("digits16", max_examples=12)
+    res = analyze_model(MLP(), x, y, out=str(tmp_path), n_samples=2, quiet=True)
+    assert math.isnan(res.metrics["alignment_bayes"])  # no shipped score model for "your" data
+    assert res.config["tangent"][""]["kind"] == "pca"
+
+
+def _old_analysis(model, x, y, sigma, epsilons, n_samples, seed):
+    """The measurements as the analysis made them before it streamed (one pass over all examples)."""
+    from captum_pags.datasets import digits16_subspace
+    from captum_pags.metrics import manifold_robustness, score_alignment, tangent_alignment
+    from captum_pags.models import load_digits16_score_model
+
+    score = load_digits16_score_model()
+    space = digits16_subspace()
+    model = model.eval()
+    with torch.no_grad():
+        cond = score.score(x, sigma, y)
+        bayes = cond - score.score(x, sigma)
+    xg = x.clone().requires_grad_()
+    g_ls = torch.autograd.grad(torch.log_softmax(model(xg), 1).gather(1, y[:, None]).sum(), xg)[0]
+    xg = x.clone().requires_grad_()
+    g_logit = torch.autograd.grad(model(xg).gather(1, y[:, None]).sum(), xg)[0]
+    rob = manifold_robustness(model, x, space, epsilons, n_samples=n_samples, seed=seed).mean()
+    with torch.no_grad():
+        accuracy = float((model(x).argmax(1) == y).double().mean())
+    return {
+        "accuracy": accuracy,
+        "alignment_bayes": float(score_alignment(g_ls, bayes).nanmean()),
+        "alignment_conditional": float(score_alignment(g_logit, cond).nanmean()),
+        "tangent_alignment": float(tangent_alignment(g_ls, x, space).nanmean()),
+        "robustness_on": float(rob.on[0, 0]),
+        "robustness_off": float(rob.off[0, 0]),
+        "relative_robustness": float(rob.relative[0, 0]),
+        "gradient_norm": float(g_ls.flatten(1).norm(dim=1).mean()),
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_digits16_defaults_give_the_numbers_of_the_unstreamed_analysis(tmp_path, seed):
+    torch.manual_seed(seed)
+    model = MLP()
+    x, y = load_user_data("digits16", max_examples=40)
+    old = _old_analysis(model, x, y, 0.3, (0.5, 1.0), 3, seed)
+    kwargs = dict(data="digits16", max_examples=40, epsilons=(0.5, 1.0), n_samples=3, seed=seed, quiet=True)
+    one = analyze_model(model, batch_size=64, out=str(tmp_path / "one"), **kwargs).metrics
+    for key, value in old.items():  # one batch holds every example: the same draw of directions
+        assert math.isclose(one[key], value, rel_tol=1e-4, abs_tol=1e-7), key
+    streamed = analyze_model(model, batch_size=16, out=str(tmp_path / "many"), **kwargs).metrics
+    for key in ("accuracy", "alignment_bayes", "alignment_conditional", "tangent_alignment", "gradient_norm"):
+        assert math.isclose(streamed[key], old[key], rel_tol=1e-4, abs_tol=1e-7), key
+    # with batches of 16, batch b draws its directions with seed + b: the mean of per-batch measurements
+    from captum_pags.datasets import digits16_subspace
+    from captum_pags.metrics import manifold_robustness
+
+    parts = [
+        manifold_robustness(model.eval(), x[s : s + 16], digits16_subspace(), (0.5, 1.0), n_samples=3, seed=seed + b)
+        for b, s in enumerate(range(0, 40, 16))
+    ]
+    on = torch.cat([p.on for p in parts]).mean(0)
+    off = torch.cat([p.off for p in parts]).mean(0)
+    assert math.isclose(streamed["robustness_on"], float(on[0]), rel_tol=1e-4)
+    assert math.isclose(streamed["relative_robustness"], float(on[0] / off[0]), rel_tol=1e-4)
+    assert streamed["robustness_off_curve"] == pytest.approx(off.tolist(), rel=1e-4)
+
+
+def test_analysis_leaves_the_global_rng_alone(tmp_path):
+    model = MLP()
+    state = torch.get_rng_state()
+    analyze_model(model, data="digits16", max_examples=8, n_samples=2, out=str(tmp_path), quiet=True)
+    assert torch.equal(state, torch.get_rng_state())
 
 
 def test_user_model_and_data_loading(tmp_path):
@@ -149,12 +225,11 @@ def test_bad_user_input(tmp_path, call, match):
 
 
 def test_models_that_do_not_fit_the_data(tmp_path):
-    x, y = load_user_data("digits16", max_examples=8)
     with pytest.raises(AnalysisInputError, match=r"logits of shape \(N, classes\)"):
-        analyze_model(lambda z: z.flatten(1).sum(1), x, y, out=str(tmp_path), quiet=True)
+        analyze_model(lambda z: z.flatten(1).sum(1), data="digits16", out=str(tmp_path), quiet=True)
     wrong_input = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(100, 10))
     with pytest.raises(AnalysisInputError, match="does not take inputs of shape"):
-        analyze_model(wrong_input, x, y, out=str(tmp_path), quiet=True)
+        analyze_model(wrong_input, data="digits16", out=str(tmp_path), quiet=True)
 
 
 def test_config_validation():
@@ -169,16 +244,17 @@ def test_config_validation():
 def test_analyze_an_exported_program(tmp_path):
     """A ``torch.export`` archive cannot switch train/eval mode; the analysis must still run."""
     model = MLP().eval()
-    x, y = load_user_data("digits16", max_examples=12)
+    x, _y = load_user_data("digits16", max_examples=12)
     path = tmp_path / "model.pt2"
     batch = torch.export.Dim("batch")
     torch.export.save(torch.export.export(model, (x,), dynamic_shapes=({0: batch},)), str(path))
     exported = load_user_model(str(path))
-    res = analyze_model(exported, x, y, out=str(tmp_path / "report"), n_samples=2, quiet=True)
-    reference = analyze_model(model, x, y, out=str(tmp_path / "reference"), n_samples=2, quiet=True)
+    kwargs = dict(data="digits16", max_examples=12, n_samples=2, quiet=True)
+    res = analyze_model(exported, out=str(tmp_path / "report"), **kwargs)
+    reference = analyze_model(model, out=str(tmp_path / "reference"), **kwargs)
     for key in ("accuracy", "alignment_bayes", "tangent_alignment", "relative_robustness"):
         assert math.isclose(res.metrics[key], reference.metrics[key], rel_tol=1e-4, abs_tol=1e-6), key
     static = tmp_path / "static.pt2"
     torch.export.save(torch.export.export(model, (x,)), str(static))
     with pytest.raises(AnalysisInputError, match="fixed batch size"):
-        analyze_model(load_user_model(str(static)), x, y, out=str(tmp_path / "static"), quiet=True)
+        analyze_model(load_user_model(str(static)), data="digits16", out=str(tmp_path / "static"), quiet=True)

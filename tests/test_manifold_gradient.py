@@ -191,3 +191,59 @@ def test_bad_input_names_the_argument(small_net):
         ManifoldGradient(small_net, torch.eye(3))
     with pytest.raises(TypeError, match="`inputs`"):
         mg.attribute([x], target=0)
+
+
+class _BatchNormNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(36, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 3))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_train_mode_model_runs_in_eval_mode_and_keeps_its_batchnorm_statistics():
+    torch.manual_seed(1)
+    model = _BatchNormNet().train()
+    with torch.no_grad():  # non-trivial running statistics, so that eval and train outputs differ
+        model.net[2].running_mean.normal_()
+        model.net[2].running_var.uniform_(0.5, 2.0)
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    before = model_snapshot(model)
+    space = LinearSubspace(torch.randn(5, 36), input_shape=(1, 6, 6))
+    x = torch.randn(6, 1, 6, 6)
+    mg = ManifoldGradient(model, space)
+    first, second = mg.attribute(x, target=2), mg.attribute(x, target=2)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    for k, v in model.named_buffers():
+        torch.testing.assert_close(v, buffers[k], rtol=0, atol=0)
+    assert_model_unchanged(model, before)
+    expected = ManifoldGradient(model.eval(), space).attribute(x, target=2)
+    model.train()
+    torch.testing.assert_close(first, expected, rtol=0, atol=0)
+    # the documented opt-out runs the model as it is: batch statistics, updated buffers
+    ManifoldGradient(model, space, eval_mode=False).attribute(x, target=2)
+    assert not torch.equal(model.net[2].running_mean, buffers["net.2.running_mean"])
+    with pytest.raises(TypeError, match="`eval_mode` to be a bool"):
+        ManifoldGradient(model, space, eval_mode=1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_abs_with_every_component_matches_a_float64_projector(seed):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(20, 6), nn.Tanh(), nn.Linear(6, 4)).double()
+    space = LinearSubspace(torch.randn(5, 20, dtype=torch.float64), input_shape=(4, 5))
+    x, y = torch.randn(6, 4, 5, dtype=torch.float64), torch.randint(0, 4, (6,))
+    p = space.projection_matrix()
+    full = _explicit(model, x, y, torch.eye(20, dtype=torch.float64))
+    model.double()
+    on = _explicit(model, x, y, p)
+    model.double()
+    expected = {"on": on, "off": full - on, "full": full}
+    mg = ManifoldGradient(model, space)
+    for component, ref in expected.items():
+        plain = mg.attribute(x, target=y, component=component)
+        absolute = mg.attribute(x, target=y, component=component, abs=True)
+        torch.testing.assert_close(plain, ref, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(absolute, ref.abs(), rtol=1e-10, atol=1e-12)
+        assert bool((absolute >= 0).all()) and bool((plain < 0).any())

@@ -104,55 +104,6 @@ def test_cosine_is_bounded_symmetric_and_scale_invariant(pair, scale):
     assert bool(torch.isnan(pearson).all()) or -1.0 <= float(pearson) <= 1.0
 
 
-class ToyLPIPS(nn.Module):
-    """LPIPS-shaped: conv features of both images, normalised over channels, mean squared difference."""
-
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Dropout(0.5))
-        self.calls = []
-
-    def forward(self, x0, x1):
-        self.calls.append((x0.detach().clone(), x1.detach().clone()))
-        f0, f1 = (nn.functional.normalize(self.features(x), dim=1) for x in (x0, x1))
-        return ((f0 - f1) ** 2).sum(1).mean((1, 2)).reshape(-1, 1, 1, 1)
-
-
-def test_lpips_uses_the_given_network_on_scaled_rgb_maps():
-    net = ToyLPIPS().train()
-    before = model_snapshot(net)
-    a, s = torch.randn(5, 1, 8, 8), torch.randn(5, 1, 8, 8)
-    out = score_alignment(a, s, "lpips", lpips_net=net, max_examples_per_batch=2)
-    assert_model_unchanged(net, before)
-    assert out.shape == (5,) and len(net.calls) == 3
-    x0, x1 = net.calls[0]
-    assert x0.shape == (2, 3, 8, 8)
-    torch.testing.assert_close(x0[:, 0], a[:2, 0] / a[:2].flatten(1).abs().amax(1)[:, None, None])
-    assert float(x1.abs().amax()) == pytest.approx(1.0)
-    # eval mode: deterministic, and the same with or without chunking
-    torch.testing.assert_close(score_alignment(a, s, "lpips", lpips_net=net), out)
-    # scale invariant, zero for identical maps
-    torch.testing.assert_close(score_alignment(3 * a, s, "lpips", lpips_net=net), out, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(score_alignment(a, a, "lpips", lpips_net=net), torch.zeros(5), atol=1e-6, rtol=0)
-    with pytest.warns(RuntimeWarning, match="1 of 5"):
-        z = score_alignment(a * torch.tensor([0.0, 1, 1, 1, 1])[:, None, None, None], s, "lpips", lpips_net=net)
-    assert torch.isnan(z[0]) and not torch.isnan(z[1:]).any()
-
-
-def test_lpips_errors_are_clear():
-    a = torch.randn(2, 1, 4, 4)
-    with pytest.raises(ValueError, match="Expected `lpips_net`.*never downloads"):
-        score_alignment(a, a, "lpips")
-    with pytest.raises(ValueError, match="`lpips_net` only with method='lpips'"):
-        score_alignment(a, a, lpips_net=ToyLPIPS())
-    with pytest.raises(TypeError, match="`lpips_net` to be callable"):
-        score_alignment(a, a, "lpips", lpips_net=3)
-    with pytest.raises(ValueError, match=r"one \(N, C, H, W\) tensor"):
-        score_alignment((a, a), (a, a), "lpips", lpips_net=ToyLPIPS())
-    with pytest.raises(ValueError, match="one distance per example"):
-        score_alignment(a, a, "lpips", lpips_net=lambda x, y: torch.zeros(3))
-
-
 def test_score_alignment_bad_input_names_the_argument():
     a = torch.randn(3, 4)
     with pytest.raises(
@@ -161,7 +112,7 @@ def test_score_alignment_bad_input_names_the_argument():
         score_alignment(a, torch.randn(3, 5))
     with pytest.raises(ValueError, match="same number of tensors but got 2 and 1"):
         score_alignment((a, a), (a,))
-    with pytest.raises(ValueError, match="`method` to be one of 'cosine', 'pearson', 'lpips' but got 'l2'"):
+    with pytest.raises(ValueError, match="`method` to be one of 'cosine', 'pearson', 'lpips', 'ssim' but got 'l2'"):
         score_alignment(a, a, "l2")
     with pytest.raises(TypeError, match="`scores`"):
         score_alignment(a, [a])

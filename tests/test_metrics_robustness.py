@@ -1,27 +1,33 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 from conftest import assert_model_unchanged, model_snapshot
 from torch import nn
 
 from captum_pags.datasets import GaussianSubspaceMixture
-from captum_pags.manifold import LinearSubspace
-from captum_pags.metrics import (
-    REGIMES,
-    ManifoldRobustness,
-    RobustnessAccumulator,
-    manifold_robustness,
-    robustness_regime,
-)
+from captum_pags.manifold import LinearSubspace, TangentSpace
+from captum_pags.metrics import ManifoldRobustness, RobustnessAccumulator, manifold_robustness
+from captum_pags.metrics.robustness import block_seed
 
 
 def _reference(model, x, p, epsilons, n_samples, seed, distance="softmax_l1", args=()):
     """Slow float64 reference: one image, one direction, one epsilon at a time, explicit projector ``p``."""
     n = x.shape[0]
     d = x[0].numel()
-    z = torch.randn(n, n_samples, d, generator=torch.Generator().manual_seed(seed), dtype=x.dtype).double()
+    # the documented draws: one generator per block of 64 examples, seeded with block_seed(seed, b)
+    z = torch.cat(
+        [
+            torch.randn(
+                min(64, n - lo),
+                n_samples,
+                d,
+                generator=torch.Generator().manual_seed(block_seed(seed, lo // 64)),
+                dtype=x.dtype,
+            )
+            for lo in range(0, n, 64)
+        ]
+    ).double()
     on = torch.zeros(n, len(epsilons), dtype=torch.float64)
     off = torch.zeros_like(on)
     for i in range(n):
@@ -58,6 +64,43 @@ def test_matches_a_slow_per_image_loop(small_net, distance):
         torch.testing.assert_close(result.off.double(), off, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(result.relative, result.on / result.off)
         torch.testing.assert_close(result.epsilons, torch.tensor(eps))
+
+
+class _RecordingSubspace(TangentSpace):
+    """A fixed subspace given as a per-example basis, recording how many examples each call holds."""
+
+    def __init__(self, basis):
+        super().__init__(input_shape=(basis.shape[1],))
+        self.rows = basis
+        self.sizes = []
+
+    @property
+    def dim(self):
+        return self.rows.shape[0]
+
+    def _basis(self, inputs):
+        n = inputs[0].shape[0]
+        self.sizes.append(n)
+        return self.rows.to(inputs[0]).expand(n, -1, -1)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_many_examples_stream_in_bounded_chunks_with_the_same_answer(seed):
+    """N > 64: the draws come per block, the geometry per chunk; results do not depend on the chunk size."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    q, _ = torch.linalg.qr(torch.randn(6, 2, dtype=torch.float64))
+    space = _RecordingSubspace(q.T)
+    x = torch.randn(150, 6, dtype=torch.float64)
+    eps = [0.1, 0.7]
+    with torch.no_grad():
+        on, off = _reference(model, x, q @ q.T, eps, 3, seed=seed)
+    for chunk in (None, 1, 7, 64, 1000):
+        space.sizes.clear()
+        result = manifold_robustness(model, x, space, eps, 3, seed=seed, max_examples_per_batch=chunk)
+        torch.testing.assert_close(result.on, on, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(result.off, off, rtol=1e-10, atol=1e-12)
+        assert sum(space.sizes) == 150 and max(space.sizes) <= min(chunk or 64, 64)
 
 
 def test_tuple_inputs_and_per_example_forward_args():
@@ -213,61 +256,3 @@ def test_accumulator_equals_per_batch_calls_with_its_seed_sequence():
         acc.compute()
     with pytest.raises(ValueError, match="`n_samples` to be >= 1"):
         RobustnessAccumulator(model, space, [0.1], 0)
-
-
-# ------------------------------------------------------------------------------------ regimes
-def test_regime_rule_on_a_sweep():
-    # sorted by strength: rises, peaks at 2, falls; the last also loses accuracy
-    alignment = [0.1, 0.3, 0.5, 0.47, 0.3, 0.45]
-    accuracy = [0.98, 0.98, 0.97, 0.96, 0.95, 0.80]
-    got = robustness_regime(alignment=alignment, accuracy=accuracy)
-    assert got == ["weak", "weak", "bayes_aligned", "bayes_aligned", "excessive", "excessive"]
-    # a looser tolerance accepts model 1 and 4; accuracy still rules out the last one
-    got = robustness_regime(alignment=alignment, accuracy=accuracy, alignment_tolerance=0.5)
-    assert got == ["weak", "bayes_aligned", "bayes_aligned", "bayes_aligned", "bayes_aligned", "excessive"]
-    # the peak is taken among models whose accuracy is acceptable
-    got = robustness_regime(alignment=[0.1, 0.3, 0.9], accuracy=[0.9, 0.9, 0.5])
-    assert got == ["weak", "bayes_aligned", "excessive"]
-
-
-def test_regime_relative_robustness_rule():
-    rel = [1.0, 5.0, 20.0, 1.5]
-    assert robustness_regime(rel) == ["weak", "bayes_aligned", "bayes_aligned", "weak"]
-    # with a peak, low relative robustness after it is excessive (robust on the manifold too)
-    got = robustness_regime(rel, alignment=[0.1, 0.4, 0.42, 0.41])
-    assert got == ["weak", "bayes_aligned", "bayes_aligned", "excessive"]
-    assert robustness_regime(rel, min_relative_robustness=10.0) == ["weak", "weak", "bayes_aligned", "weak"]
-    assert robustness_regime(12.0) == "bayes_aligned"
-    assert robustness_regime(1.2) == "weak"
-    assert robustness_regime(12.0, accuracy=0.7, reference_accuracy=0.9) == "excessive"
-    assert robustness_regime(12.0, accuracy=0.88, reference_accuracy=0.9) == "bayes_aligned"
-    assert robustness_regime(torch.tensor([math.nan, 3.0])) == ["weak", "bayes_aligned"]
-    assert robustness_regime(np.array([1.0, 3.0]), accuracy=np.array([0.9, 0.7])) == ["weak", "excessive"]
-    assert robustness_regime(np.float64(3.0)) == "bayes_aligned"
-    assert set(REGIMES) == {"weak", "bayes_aligned", "excessive"}
-
-
-def test_regime_accepts_robustness_results():
-    strong = ManifoldRobustness(torch.tensor([[2.0, 4.0]]), torch.tensor([[0.1, 4.0]]), torch.tensor([0.1, 1.0]))
-    assert robustness_regime(strong) == "bayes_aligned"
-    assert robustness_regime(strong, epsilon_index=1) == "weak"
-    assert robustness_regime([strong, strong]) == ["bayes_aligned", "bayes_aligned"]
-    with pytest.raises(ValueError, match="`epsilon_index` to index 2 epsilons but got 5"):
-        robustness_regime(strong, epsilon_index=5)
-
-
-def test_regime_bad_input():
-    with pytest.raises(ValueError, match="`relative_robustness` or `alignment`"):
-        robustness_regime(accuracy=[0.9, 0.8])
-    with pytest.raises(ValueError, match="same number of models"):
-        robustness_regime([1.0, 2.0], accuracy=[0.9])
-    with pytest.raises(ValueError, match="`reference_accuracy` to judge a single model"):
-        robustness_regime(3.0, accuracy=0.9)
-    with pytest.raises(ValueError, match="`relative_robustness` for a single model"):
-        robustness_regime(alignment=0.5)
-    with pytest.raises(ValueError, match="`max_accuracy_drop` to be a finite number >= 0 but got -0.1"):
-        robustness_regime([1.0], max_accuracy_drop=-0.1)
-    with pytest.raises(TypeError, match="`alignment` to hold numbers"):
-        robustness_regime(alignment=["a", "b"])
-    with pytest.raises(ValueError, match="`accuracy` to be a number or a 1-d series"):
-        robustness_regime([1.0, 2.0], accuracy=torch.ones(2, 2))

@@ -1,13 +1,18 @@
 import json
 import math
-import socket
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from _score_fakes import (
+    ExactUNet,
+    ExactUNetLearnedTime,
+    no_network,  # noqa: F401 (a fixture)
+)
+from _score_fakes import log_sigmas as _log_sigmas
+from _score_fakes import tiny_unet as _tiny_unet
 from conftest import assert_model_unchanged, model_snapshot
-from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler
 from torch import nn
 
 from captum_pags.scores import DiffusersScore, GaussianMixtureScore, SubspaceGaussianMixtureScore
@@ -29,66 +34,6 @@ def mixture():
     means = 0.5 + 0.2 * torch.randn(NUM_CLASSES, *SHAPE, generator=gen, dtype=torch.float64)
     covs = torch.stack([_random_spd(D, gen) for _ in range(NUM_CLASSES)])
     return GaussianMixtureScore(means, covs, torch.tensor([1.0, 2.0, 1.5]))
-
-
-def _log_sigmas(scheduler):
-    abar = scheduler.alphas_cumprod.double()
-    return 0.5 * torch.log((1 - abar) / abar)
-
-
-class ExactUNet(nn.Module):
-    """A fake diffusers UNet whose prediction comes from an exact score, computed independently in float64.
-
-    It reads sigma_t off the timestep it is given (integer: the scheduler's alphas_cumprod;
-    fractional: log sigma_t interpolated linearly between neighbouring timesteps) and returns
-    eps = -sigma_t * score, or the v / x0 equivalent, at x_t, in model units x_m = a x + b.
-    """
-
-    def __init__(self, exact, scheduler, prediction_type, null_class=None, data_range=(0.0, 1.0), conditional=True):
-        super().__init__()
-        self.exact, self.prediction_type, self.null_class = exact, prediction_type, null_class
-        self.log_sigmas = _log_sigmas(scheduler).numpy()
-        self.a = 2.0 / (data_range[1] - data_range[0])
-        self.b = -1.0 - self.a * data_range[0]
-        embeds = None if not conditional else exact.num_classes + (null_class is not None)
-        self.config = {"in_channels": 1, "num_class_embeds": embeds}
-        self.weight = nn.Parameter(torch.zeros(()))  # gives the model a dtype and a state to check
-        self.timesteps_seen = []
-
-    def forward(self, sample, timestep, class_labels=None):
-        assert timestep.shape == (sample.shape[0],) and bool((timestep == timestep[0]).all())
-        self.timesteps_seen.append(timestep[0].item())
-        log_sigma = np.interp(float(timestep[0]), np.arange(self.log_sigmas.size), self.log_sigmas)
-        sigma_t = math.exp(log_sigma)
-        abar = 1.0 / (1.0 + sigma_t**2)
-        x_t = sample.double()
-        x_m = x_t / math.sqrt(abar)
-        x_u, sigma_u = (x_m - self.b) / self.a, sigma_t / self.a
-        if class_labels is None:
-            score_u = self.exact.score(x_u, sigma_u)
-        else:
-            null = torch.zeros_like(class_labels, dtype=torch.bool)
-            labels = class_labels.clone()
-            if self.null_class is not None:
-                null = class_labels == self.null_class
-                labels = labels - (labels > self.null_class).long()
-            cond = self.exact.score(x_u, sigma_u, labels.clamp(0, self.exact.num_classes - 1))
-            score_u = torch.where(null.view(-1, 1, 1, 1), self.exact.score(x_u, sigma_u), cond)
-        score_m = score_u / self.a
-        eps = -sigma_t * score_m
-        if self.prediction_type == "epsilon":
-            out = eps
-        elif self.prediction_type == "sample":
-            out = x_m + sigma_t**2 * score_m
-        else:
-            out = math.sqrt(abar) * eps - math.sqrt(1 - abar) * (x_m + sigma_t**2 * score_m)
-        return SimpleNamespace(sample=out.to(sample.dtype) + self.weight)
-
-
-class ExactUNetLearnedTime(ExactUNet):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.config = {**self.config, "time_embedding_type": "learned"}
 
 
 def _on_grid_sigma(scheduler, t, scale=2.0):
@@ -196,23 +141,6 @@ def test_batch_size_chunks_give_the_same_scores(mixture):
     torch.testing.assert_close(model.score(x, 0.2, y, batch_size=3), model.score(x, 0.2, y))
 
 
-def _tiny_unet(num_class_embeds=None, **overrides):
-    settings = dict(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        num_class_embeds=num_class_embeds,
-        dropout=0.1,
-    )
-    settings.update(overrides)
-    return UNet2DModel(**settings)
-
-
 def test_real_unet_matches_a_hand_written_conversion():
     torch.manual_seed(0)
     unet = _tiny_unet(num_class_embeds=4).eval()
@@ -237,6 +165,12 @@ def test_model_state_is_restored_also_when_the_call_raises():
     unet.conv_in.weight.requires_grad_(False)
     unet.conv_out.weight.grad = torch.ones_like(unet.conv_out.weight)
     model = DiffusersScore(unet, DDPMScheduler(), null_class=3)
+
+    def fail_on_three(module, args):
+        if args[0].shape[0] == 3:
+            raise RuntimeError("inside the UNet")
+
+    unet.register_forward_pre_hook(fail_on_three)
     before = model_snapshot(unet)
     x = torch.rand(2, 1, 8, 8, requires_grad=True)
     s = model.score(x, 0.2, [0, 1])
@@ -244,8 +178,11 @@ def test_model_state_is_restored_also_when_the_call_raises():
     # the score is differentiable w.r.t. the inputs, not the parameters
     s.sum().backward()
     assert x.grad is not None and unet.conv_in.bias.grad is None
-    with pytest.raises(RuntimeError):
-        model.score(torch.rand(2, 1, 5, 5), 0.2)  # odd size: the UNet's skip connections do not fit
+    with pytest.raises(RuntimeError, match="inside the UNet"):
+        model.score(torch.rand(3, 1, 8, 8), 0.2)
+    assert_model_unchanged(unet, before)
+    with pytest.raises(ValueError, match="sample_size"):  # refused before the UNet runs
+        model.score(torch.rand(2, 1, 5, 5), 0.2)
     assert_model_unchanged(unet, before)
 
 
@@ -257,16 +194,8 @@ def test_eval_mode_is_used_inside():
     assert unet.training
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-def test_save_pretrained_round_trip(tmp_path, no_network):
+@pytest.mark.usefixtures("no_network")
+def test_save_pretrained_round_trip(tmp_path):
     torch.manual_seed(1)
     unet = _tiny_unet(num_class_embeds=3).eval()
     scheduler = DDIMScheduler(prediction_type="sample")
@@ -286,7 +215,8 @@ def test_save_pretrained_round_trip(tmp_path, no_network):
     assert overridden.timestep_rule == "nearest"
 
 
-def test_from_pretrained_reads_a_diffusers_pipeline_directory(tmp_path, no_network):
+@pytest.mark.usefixtures("no_network")
+def test_from_pretrained_reads_a_diffusers_pipeline_directory(tmp_path):
     unet = _tiny_unet().eval()
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(tmp_path)
     loaded = DiffusersScore.from_pretrained(tmp_path)

@@ -145,20 +145,54 @@ def test_encoder_and_decoder_adapters():
         DecoderTangent(lambda z: [], ae.enc).basis(x)
 
 
-def test_rank_deficient_decoder_drops_directions_and_warns_once():
-    w = torch.randn(20, 2, dtype=torch.float64)
-    decoder = nn.Linear(3, 20, bias=False).double()
-    decoder.weight.data.copy_(torch.cat([w, w[:, :1]], 1))  # third column repeats the first: rank 2
-    space = DecoderTangent(decoder, nn.Linear(20, 3).double())
-    x = torch.randn(4, 20, dtype=torch.float64)
-    with pytest.warns(RuntimeWarning, match="rank-deficient at 4 of 4 inputs"):
-        basis = space.basis(x)
-    assert space.last_rank.tolist() == [2, 2, 2, 2]
-    assert ((basis.norm(dim=-1) > 0.5).sum(-1) == 2).all()
-    assert float(largest_angle(basis[:, :2], orthonormal_rows(w.T)).max()) < 1e-10
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        space.basis(x)  # warned once per estimator
+def low_rank_decoder(seed, k, rank, d, dtype):
+    """decoder = A @ B with A (D, r), B (r, k) random: a Jacobian of exact rank r < k."""
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(d, rank, generator=gen, dtype=torch.float64)
+    b = torch.randn(rank, k, generator=gen, dtype=torch.float64)
+    decoder = nn.Sequential(nn.Linear(k, rank, bias=False), nn.Tanh(), nn.Linear(rank, d, bias=False)).to(dtype)
+    decoder[0].weight.data.copy_(b)
+    decoder[2].weight.data.copy_(a)
+    return decoder, orthonormal_rows(a.T)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rank_deficient_decoder_drops_directions_and_warns_once(dtype):
+    k, rank, d = 5, 3, 40
+    for seed in range(8):
+        decoder, exact = low_rank_decoder(seed, k, rank, d, dtype)
+        encoder = nn.Linear(d, k).to(dtype)
+        space = DecoderTangent(decoder, encoder)
+        x = torch.randn(4, d, dtype=dtype, generator=torch.Generator().manual_seed(100 + seed))
+        with pytest.warns(RuntimeWarning, match="rank-deficient at 4 of 4 inputs"):
+            basis = space.basis(x)
+        assert space.last_rank.tolist() == [rank] * 4, seed
+        assert ((basis.norm(dim=-1) > 0.5).sum(-1) == rank).all()
+        assert float(basis[:, rank:].abs().max()) == 0.0
+        tol = 1e-4 if dtype == torch.float32 else 1e-10
+        assert float(largest_angle(basis[:, :rank].double(), exact).max()) < tol
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            space.basis(x)  # warned once per estimator
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weak_but_real_decoder_direction_is_kept(dtype):
+    """A latent direction with relative gain 1e-3 is real: it must not be dropped as noise."""
+    k, d = 4, 60
+    for seed in range(6):
+        gen = torch.Generator().manual_seed(seed)
+        cols = torch.linalg.qr(torch.randn(d, k, generator=gen, dtype=torch.float64)).Q
+        gains = torch.tensor([1.0, 0.7, 0.3, 1e-3], dtype=torch.float64)
+        decoder = nn.Linear(k, d, bias=False).to(dtype)
+        decoder.weight.data.copy_(cols * gains)
+        space = DecoderTangent(decoder, nn.Linear(d, k).to(dtype))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no rank-deficiency warning
+            basis = space.basis(torch.randn(3, d, dtype=dtype, generator=gen))
+        assert space.last_rank.tolist() == [k] * 3
+        tol = 1e-3 if dtype == torch.float32 else 1e-9
+        assert float(largest_angle(basis.double(), cols.T).max()) < tol
 
 
 def test_full_rank_sets_last_rank_and_dim_is_lazy():

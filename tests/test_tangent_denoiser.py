@@ -48,15 +48,21 @@ def test_full_probe_set_reproduces_exact_eigenpairs(mixture10):
     )
 
 
-def test_subspace_iteration_converges_to_leading_eigenvectors(mixture10):
+@pytest.mark.parametrize(("method", "schedule"), [("symmetric", (0, 2, 9)), ("general", (0, 1, 4))])
+def test_subspace_iteration_converges_to_leading_eigenvectors(mixture10, method, schedule):
+    # the same product counts for both: symmetric q -> (q + 1) m, general q -> (2q + 2) m
     x = torch.randn(4, 10, dtype=torch.float64)
     vals, vecs = exact_jacobian_eigh(mixture10, x, 0.5)
-    errors = []
-    for iterations in (0, 1, 4):
-        space = DenoiserTangent(mixture10, sigma=0.5, dim=2, oversampling=1, iterations=iterations, seed=1)
+    errors, counts = [], []
+    for iterations in schedule:
+        space = DenoiserTangent(
+            mixture10, sigma=0.5, dim=2, oversampling=1, iterations=iterations, seed=1, method=method
+        )
         errors.append(float(principal_angles(space.basis(x), vecs[:, :2])[:, -1].max()))
+        counts.append(space.last_products_per_example)
     torch.testing.assert_close(space.last_spectrum[:, :2], vals[:, :2], rtol=1e-8, atol=0)
     assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-6
+    assert counts == ([3, 9, 30] if method == "symmetric" else [6, 12, 30])
 
 
 def test_gaussian_subspace_data_recovers_subspace_and_dimension():

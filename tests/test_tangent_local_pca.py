@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -74,7 +75,9 @@ def test_degenerate_neighbourhoods_give_zero_rows():
     t = torch.linspace(0, 1, 50, dtype=torch.float64).unsqueeze(1)
     line = t * torch.tensor([[1.0, 2.0, 2.0]], dtype=torch.float64) / 3
     space = LocalPCATangent(line, dim=2, n_neighbors=5)
-    basis = space.basis(line[10:12])
+    with pytest.warns(RuntimeWarning, match="neighbourhoods of 2 of 2 inputs span fewer than dim=2"):
+        basis = space.basis(line[10:12])
+    assert space.last_rank.tolist() == [1, 1]
     torch.testing.assert_close(basis[:, 0].abs(), torch.tensor([[1.0, 2.0, 2.0]] * 2, dtype=torch.float64) / 3)
     assert float(basis[:, 1].abs().max()) == 0.0
     assert math.isclose(float(principal_angles(basis, basis[:, :1])[0, -1]), 0.0, abs_tol=1e-12)
@@ -115,3 +118,35 @@ def test_bad_queries():
         space.basis(torch.randn(2, 6))
     with pytest.raises(ValueError, match="Expected `inputs` to hold finite values"):
         space.basis(torch.full((2, 1, 2, 3), float("inf")))
+
+
+def test_duplicate_neighbours_give_an_all_zero_basis_and_warn_once():
+    reference = torch.cat([torch.zeros(6, 4), torch.randn(30, 4) + 10.0])  # six copies of one point
+    space = LocalPCATangent(reference, dim=2, n_neighbors=5)
+    with pytest.warns(RuntimeWarning, match="1 of them have an all-zero basis"):
+        basis = space.basis(torch.tensor([[0.0, 0.0, 0.0, 0.0], [10.0, 10.0, 10.0, 10.0]]))
+    assert float(basis[0].abs().max()) == 0.0  # not arbitrary directions
+    assert space.last_rank.tolist() == [0, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        space.basis(torch.zeros(1, 4))  # once per estimator
+
+
+def test_block_size_bounds_the_neighbourhood_buffer_and_not_the_result():
+    reference = torch.randn(300, 12, dtype=torch.float64)
+    queries = torch.randn(20, 12, dtype=torch.float64)
+    ref = LocalPCATangent(reference, dim=3, n_neighbors=10, batch_size=20).basis(queries)
+    small = LocalPCATangent(reference, dim=3, n_neighbors=10, chunk_size=7)
+    small.max_block_elements = 10 * 12 * 3  # three queries per block
+    assert small._batch_size(12) == 3
+    torch.testing.assert_close(small.basis(queries), ref, rtol=0, atol=1e-12)
+
+
+def test_flat_reference_accepts_image_queries_and_integer_queries_are_promoted():
+    reference = torch.randn(100, 2 * 3 * 3, dtype=torch.float64)
+    space = LocalPCATangent(reference, dim=2, n_neighbors=6)
+    q = torch.randint(0, 3, (4, 2, 3, 3))
+    basis = space.basis(q)
+    assert basis.dtype == torch.get_default_dtype()
+    expected = space.basis(q.reshape(4, -1).to(torch.get_default_dtype()))
+    torch.testing.assert_close(basis, expected)

@@ -237,7 +237,7 @@ def test_losses_bad_input(gaussian_data):
     x, y = _batch(4)
     with pytest.raises(ValueError, match=r"Expected `targets` to have shape \(4,\) but got \(4, 1\)"):
         StandardLoss()(model, x, y[:, None])
-    with pytest.raises(ValueError, match=r"Expected `target` to have shape \(4,\) but got \(3,\)"):
+    with pytest.raises(ValueError, match=r"Expected `targets` to have shape \(4,\) but got \(3,\)"):
         StandardLoss()(model, x, y[:3])
     with pytest.raises(TypeError, match="Expected `inputs` to be a floating point tensor"):
         StandardLoss()(model, x.long(), y)

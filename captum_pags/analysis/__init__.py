@@ -1,26 +1,74 @@
-"""The main job: sweep, measure, classify regimes and report."""
+"""The main job: sweep, measure, classify regimes and report; one model's analysis from components.
 
-from .config import METHODS, SweepConfig
-from .errors import AnalysisInputError
-from .measure import EvaluationData, measure_model, prepare_evaluation
-from .report import write_report
-from .sweep import ModelResult, SweepResult, run_sweep, train_model
-from .user import AnalysisResult, analyze_model, load_user_data, load_user_model
+Names are imported on first use (PEP 562), so that the command line can read its arguments and
+refuse bad ones before torch is loaded.
+"""
 
-__all__ = [
-    "METHODS",
-    "AnalysisInputError",
-    "AnalysisResult",
-    "EvaluationData",
-    "ModelResult",
-    "SweepConfig",
-    "SweepResult",
-    "analyze_model",
-    "load_user_data",
-    "load_user_model",
-    "measure_model",
-    "prepare_evaluation",
-    "run_sweep",
-    "train_model",
-    "write_report",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "METHODS": ".config",
+    "SweepConfig": ".config",
+    "AnalysisInputError": ".errors",
+    "MissingMeasurementWarning": ".errors",
+    "EvaluationData": ".measure",
+    "MeasureSums": ".measure",
+    "measure_batches": ".measure",
+    "measure_model": ".measure",
+    "prepare_evaluation": ".measure",
+    "write_report": ".report",
+    "ModelResult": ".sweep",
+    "SweepResult": ".sweep",
+    "run_sweep": ".sweep",
+    "train_model": ".sweep",
+    "AnalysisResult": ".user",
+    "analyze_model": ".user",
+    "load_user_data": ".user",
+    "load_user_model": ".user",
+    **{
+        name: ".components"
+        for name in (
+            "EMBEDDED_DATASETS",
+            "TANGENT_KINDS",
+            "TORCHVISION_DATASETS",
+            "AnalysisSettings",
+            "ArrayFileData",
+            "ClassifierSpec",
+            "DataSource",
+            "EmbeddedData",
+            "EmbeddedDataset",
+            "ImageFolderData",
+            "NormalizedClassifier",
+            "ScoreModels",
+            "ScoreSpec",
+            "TangentSpec",
+            "TensorData",
+            "TorchvisionData",
+            "parse_data",
+            "parse_data_range",
+            "parse_floats",
+            "parse_normalize",
+            "parse_score_model",
+            "parse_tangent",
+            "register_embedded_dataset",
+        )
+    },
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

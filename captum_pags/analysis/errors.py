@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AnalysisInputError"]
+__all__ = ["AnalysisInputError", "MissingMeasurementWarning"]
 
 
 class AnalysisInputError(ValueError):
@@ -14,4 +14,17 @@ class AnalysisInputError(ValueError):
     --------
     >>> str(AnalysisInputError("Expected `--data` to be digits16 or a .pt/.npz file but got 'x'"))
     "Expected `--data` to be digits16 or a .pt/.npz file but got 'x'"
+    """
+
+
+class MissingMeasurementWarning(UserWarning):
+    """Some measurements cannot be made with the given score models; they are reported as NaN.
+
+    Given once per analysis, naming the columns and the reason (e.g. an unconditional-only model
+    has no Bayes score difference).
+
+    Examples
+    --------
+    >>> issubclass(MissingMeasurementWarning, UserWarning)
+    True
     """

@@ -1,9 +1,14 @@
-"""Measure one classifier: accuracy, perceptual and tangent alignment, on-/off-manifold robustness."""
+"""Measure one classifier: accuracy, perceptual and tangent alignment, on-/off-manifold robustness.
+
+The measurements are sums over batches (:class:`MeasureSums`), so an analysis streams over its
+data: each batch is scored, its tangent bases, gradients and perturbations are computed, added
+and dropped. Memory depends on the batch size, not on the number of examples.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,11 +20,12 @@ from .._kernel._model_state import preserved_state
 from .._kernel._tensors import chunks
 from ..manifold.base import TangentSpace
 from ..manifold.cached import CachedTangent
+from ..manifold.subspace import LinearSubspace
 from ..metrics import manifold_robustness, score_alignment, tangent_alignment
 from ..scores.base import ScoreModel
 from .errors import AnalysisInputError
 
-__all__ = ["EvaluationData", "measure_model", "prepare_evaluation"]
+__all__ = ["EvaluationData", "MeasureSums", "measure_batches", "measure_model", "prepare_evaluation"]
 
 
 @dataclass
@@ -84,7 +90,7 @@ def prepare_evaluation(
     batch_size: int = 256,
     extra_tangent_spaces: Mapping[str, TangentSpace] | None = None,
 ) -> EvaluationData:
-    """Compute the score maps once and bundle the evaluation settings.
+    """Compute the score maps once and bundle the evaluation settings (for many models on few examples).
 
     Examples
     --------
@@ -116,11 +122,6 @@ def prepare_evaluation(
     )
 
 
-def _nanmean(t: Tensor) -> float:
-    v = t[~torch.isnan(t)]
-    return float(v.mean()) if v.numel() else math.nan
-
-
 def _logits(model: nn.Module, images: Tensor, batch_size: int) -> Tensor:
     try:
         with torch.no_grad():
@@ -140,11 +141,135 @@ def _logits(model: nn.Module, images: Tensor, batch_size: int) -> Tensor:
     if not isinstance(out, Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise AnalysisInputError(f"Expected the model to return logits of shape (N, classes) but got {shape}")
+    if out.shape[0] != images.shape[0]:
+        raise AnalysisInputError(
+            f"Expected the model to return {images.shape[0]} rows of logits but got {out.shape[0]}"
+        )
     return out
 
 
+class MeasureSums:
+    """Running sums of every measurement over the batches seen; :meth:`result` gives the means.
+
+    Means leave NaN values out (an example whose alignment is undefined), as
+    :meth:`~captum_pags.metrics.ManifoldRobustness.mean` does; ``relative_robustness`` is the ratio
+    of the mean on- and off-manifold changes.
+
+    Examples
+    --------
+    >>> sums = MeasureSums()
+    >>> sums.add("accuracy", torch.tensor([1.0, 0.0, float("nan")]))
+    >>> sums.mean("accuracy")
+    0.5
+    """
+
+    def __init__(self) -> None:
+        self._sum: dict[str, Tensor] = {}
+        self._count: dict[str, Tensor] = {}
+
+    def add(self, key: str, values: Tensor) -> None:
+        """Add per-example values ``(n,)`` or ``(n, E)`` of ``key``."""
+        v = values.detach().double().cpu()
+        ok = ~torch.isnan(v)
+        s, c = torch.where(ok, v, torch.zeros_like(v)).sum(0), ok.sum(0)
+        if key in self._sum:
+            self._sum[key] += s
+            self._count[key] += c
+        else:
+            self._sum[key], self._count[key] = s, c
+
+    def mean(self, key: str) -> Any:
+        """The NaN-free mean of ``key`` (a float, or a list over epsilons); NaN when nothing was defined."""
+        if key not in self._sum:
+            return math.nan
+        m = self._sum[key] / self._count[key].clamp_min(1)
+        m = torch.where(self._count[key] > 0, m, torch.full_like(m, math.nan))
+        return float(m) if m.dim() == 0 else [float(v) for v in m]
+
+
+def _gradients(model: nn.Module, x: Tensor, y: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+    """Log-softmax and logit gradients of the label class, in chunks."""
+
+    def log_softmax(inputs: Tensor) -> Tensor:
+        return torch.log_softmax(model(inputs), dim=1)
+
+    g_ls = torch.cat([input_gradients(log_softmax, (x[s],), y[s])[0] for s in chunks(x.shape[0], chunk)])
+    g_logit = torch.cat([input_gradients(model, (x[s],), y[s])[0] for s in chunks(x.shape[0], chunk)])
+    return g_ls, g_logit
+
+
+def _cached_bases(space: TangentSpace, x: Tensor) -> CachedTangent:
+    """Bases of one batch, computed once; attention runs in its plain (math) form, which forward mode supports."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.MATH]):
+        return CachedTangent(space, x)
+
+
+def _add_batch(
+    sums: MeasureSums,
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    conditional: Tensor | None,
+    bayes: Tensor | None,
+    spaces: Mapping[str, TangentSpace],
+    epsilons: Sequence[float],
+    n_samples: int,
+    seed: int,
+    chunk: int,
+) -> None:
+    logits = _logits(model, x, chunk)
+    if int(y.max()) >= logits.shape[1] or int(y.min()) < 0:
+        raise AnalysisInputError(
+            f"the model returns {logits.shape[1]} classes but the labels go from {int(y.min())} to {int(y.max())}"
+        )
+    sums.add("accuracy", (logits.argmax(1) == y).double())
+    g_ls, g_logit = _gradients(model, x, y, chunk)
+    if bayes is not None:
+        sums.add("alignment_bayes", score_alignment(g_ls, bayes))
+    if conditional is not None:
+        sums.add("alignment_conditional", score_alignment(g_logit, conditional))
+    for name, space in spaces.items():
+        suffix = f"_{name}" if name else ""
+        # bases that depend on the point are computed once per batch, for alignment and robustness alike
+        local = space if isinstance(space, (LinearSubspace, CachedTangent)) else _cached_bases(space, x)
+        sums.add(f"tangent_alignment{suffix}", tangent_alignment(g_ls, x, local))
+        rob = manifold_robustness(
+            model, x, local, epsilons, n_samples=n_samples, seed=seed, max_examples_per_batch=chunk
+        )
+        sums.add(f"robustness_on{suffix}", rob.on)
+        sums.add(f"robustness_off{suffix}", rob.off)
+    sums.add("gradient_norm", g_ls.flatten(1).norm(dim=1))
+
+
+def _result(sums: MeasureSums, spaces: Iterable[str], *, with_scores: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {"accuracy": sums.mean("accuracy")}
+    result["alignment_bayes"] = sums.mean("alignment_bayes")
+    result["alignment_conditional"] = sums.mean("alignment_conditional")
+    for name in spaces:
+        suffix = f"_{name}" if name else ""
+        on, off = sums.mean(f"robustness_on{suffix}"), sums.mean(f"robustness_off{suffix}")
+        result[f"tangent_alignment{suffix}"] = sums.mean(f"tangent_alignment{suffix}")
+        result[f"robustness_on{suffix}"] = on[0]
+        result[f"robustness_off{suffix}"] = off[0]
+        result[f"relative_robustness{suffix}"] = _ratio(on[0], off[0])
+        result[f"robustness_on_curve{suffix}"] = on
+        result[f"robustness_off_curve{suffix}"] = off
+    result["gradient_norm"] = sums.mean("gradient_norm")
+    return result
+
+
+def _ratio(a: float, b: float) -> float:
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    if b == 0:
+        return math.nan if a == 0 else math.inf
+    return a / b
+
+
 def measure_model(model: nn.Module, data: EvaluationData) -> dict[str, Any]:
-    r"""Measure one classifier on prepared evaluation data.
+    r"""Measure one classifier on prepared evaluation data (held in memory).
 
     - ``accuracy``: top-1 accuracy;
     - ``alignment_bayes``: mean cosine between :math:`\nabla_x \log \operatorname{softmax}_y f(x)` and
@@ -155,7 +280,9 @@ def measure_model(model: nn.Module, data: EvaluationData) -> dict[str, Any]:
       perturbations of size ``epsilons[0]`` (lists over all sizes in ``robustness_on_curve`` /
       ``robustness_off_curve``) and ``relative_robustness = on / off``.
 
-    The model is evaluated in eval mode and returned as it was.
+    The model is evaluated in eval mode and returned as it was. All examples form one batch of
+    the robustness measurement (one draw of directions, seeded by ``data.seed``); forward and
+    backward passes are chunked by ``data.batch_size``.
 
     Examples
     --------
@@ -167,46 +294,94 @@ def measure_model(model: nn.Module, data: EvaluationData) -> dict[str, Any]:
     >>> round(m["alignment_bayes"], 4), m["tangent_alignment"] > 0.99
     (1.0, True)
     """
-    x, y = data.images, data.labels
+    spaces = {"": data.tangent_space, **data.extra_tangent_spaces}
+    sums = MeasureSums()
     with preserved_state(model, train=False):
-        logits = _logits(model, x, data.batch_size)
-        if logits.shape[0] != x.shape[0]:
-            raise AnalysisInputError(
-                f"Expected the model to return {x.shape[0]} rows of logits but got {logits.shape[0]}"
-            )
-        if int(y.max()) >= logits.shape[1]:
-            raise AnalysisInputError(
-                f"the model returns {logits.shape[1]} classes but the labels go up to {int(y.max())}"
-            )
-        accuracy = float((logits.argmax(1) == y).double().mean())
+        _add_batch(
+            sums,
+            model,
+            data.images,
+            data.labels,
+            data.conditional_scores if data.bayes_scores is not None else None,
+            data.bayes_scores if data.conditional_scores is not None else None,
+            spaces,
+            data.epsilons,
+            data.n_samples,
+            data.seed,
+            data.batch_size,
+        )
+    return _result(sums, spaces, with_scores=data.bayes_scores is not None)
 
-        def log_softmax(inputs: Tensor) -> Tensor:
-            return torch.log_softmax(model(inputs), dim=1)
 
-        g_ls = torch.cat([input_gradients(log_softmax, (x[s],), y[s])[0] for s in chunks(x.shape[0], data.batch_size)])
-        g_logit = torch.cat([input_gradients(model, (x[s],), y[s])[0] for s in chunks(x.shape[0], data.batch_size)])
-        result: dict[str, Any] = {"accuracy": accuracy}
-        if data.bayes_scores is not None and data.conditional_scores is not None:
-            result["alignment_bayes"] = _nanmean(score_alignment(g_ls, data.bayes_scores))
-            result["alignment_conditional"] = _nanmean(score_alignment(g_logit, data.conditional_scores))
-        else:
-            result["alignment_bayes"] = result["alignment_conditional"] = math.nan
-        for name, space in {"": data.tangent_space, **data.extra_tangent_spaces}.items():
-            suffix = f"_{name}" if name else ""
-            result[f"tangent_alignment{suffix}"] = _nanmean(tangent_alignment(g_ls, x, space))
-            rob = manifold_robustness(
-                model,
-                x,
-                space,
-                data.epsilons,
-                n_samples=data.n_samples,
-                seed=data.seed,
-                max_examples_per_batch=data.batch_size,
-            ).mean()
-            result[f"robustness_on{suffix}"] = float(rob.on[0, 0])
-            result[f"robustness_off{suffix}"] = float(rob.off[0, 0])
-            result[f"relative_robustness{suffix}"] = float(rob.relative[0, 0])
-            result[f"robustness_on_curve{suffix}"] = [float(v) for v in rob.on[0]]
-            result[f"robustness_off_curve{suffix}"] = [float(v) for v in rob.off[0]]
-        result["gradient_norm"] = float(g_ls.flatten(1).norm(dim=1).mean())
-    return result
+def measure_batches(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    tangent_spaces: Mapping[str, TangentSpace],
+    *,
+    scores: Any = None,
+    sigma: float = 0.3,
+    epsilons: Sequence[float] = (0.25, 0.5, 1.0, 2.0),
+    n_samples: int = 10,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    on_batch: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    r"""Measure one classifier streaming over batches: same measurements as :func:`measure_model`.
+
+    Each batch is moved to ``device``, scored (conditional score and Bayes score difference from
+    ``scores``, a :class:`~captum_pags.analysis.ScoreModels`), and measured on every tangent space;
+    its sums are kept and the batch dropped. Batch ``b`` draws its random directions with seed
+    ``seed + b``; means over examples leave undefined (NaN) values out.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning ``(n, classes)`` logits of data-unit images.
+    batches : iterable of (Tensor, Tensor)
+        ``(n, *shape)`` images and ``(n,)`` labels.
+    tangent_spaces : mapping of str to TangentSpace
+        ``""`` for the main tangent space (columns without suffix); other names add ``*_<name>`` columns.
+    scores : ScoreModels, optional
+        None: the alignments are NaN.
+    sigma : float
+        Noise level of the scores.
+    epsilons, n_samples, seed :
+        As in :func:`~captum_pags.metrics.manifold_robustness`.
+    device : str or torch.device
+        Where the batches are measured.
+    on_batch : Callable, optional
+        Called with ``(batch index, examples so far)`` after each batch (progress display).
+
+    Returns
+    -------
+    dict
+        The columns of :func:`measure_model` plus ``n`` (examples measured).
+
+    Examples
+    --------
+    >>> from captum_pags import GaussianSubspaceMixture
+    >>> data = GaussianSubspaceMixture(shape=(1, 4, 4), seed=0)
+    >>> x, y = data.sample(30, seed=0, dtype=torch.float64)
+    >>> batches = [(x[:16], y[:16]), (x[16:], y[16:])]
+    >>> m = measure_batches(data.bayes_classifier(), batches, {"": data.tangent_space}, epsilons=(0.1,), n_samples=2)
+    >>> m["n"], m["tangent_alignment"] > 0.99
+    (30, True)
+    """
+    dev = torch.device(device)
+    sums = MeasureSums()
+    n = 0
+    with preserved_state(model, train=False):
+        for b, (x, y) in enumerate(batches):
+            x, y = x.to(dev), y.to(dev)
+            cond = bayes = None
+            if scores is not None and scores.has_conditional:
+                cond = scores.conditional(x, sigma, y)
+                if scores.has_unconditional:
+                    bayes = scores.bayes(x, sigma, y, conditional=cond)
+            _add_batch(sums, model, x, y, cond, bayes, tangent_spaces, epsilons, n_samples, seed + b, x.shape[0])
+            n += x.shape[0]
+            if on_batch is not None:
+                on_batch(b, n)
+    if n == 0:
+        raise AnalysisInputError("Expected at least one example to analyse but the data yielded none")
+    return {"n": n, **_result(sums, tangent_spaces, with_scores=scores is not None)}

@@ -1,95 +1,46 @@
-"""Analyse one model of the user's: load it and its data safely, measure, report."""
+"""Analyse one model of the user's, built from components: check that they fit, stream, measure, report."""
 
 from __future__ import annotations
 
-import importlib
-import json
-import pickle
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from ..datasets import DIGITS16_SHAPE, digits16_subspace, load_digits16
-from ..manifold.subspace import LinearSubspace
-from ..models import load_digits16_score_model
-from .errors import AnalysisInputError
-from .measure import measure_model, prepare_evaluation
+from .components import (
+    AnalysisSettings,
+    DataSource,
+    EmbeddedData,
+    ScoreModels,
+    ScoreSpec,
+    TangentSpec,
+    TensorData,
+    check_classifier_fit,
+    check_output_folder,
+    check_score_fit,
+    load_user_model,
+    parse_data,
+    parse_tangent,
+)
+from .errors import AnalysisInputError, MissingMeasurementWarning
+from .measure import measure_batches
 from .report import write_report
 
 __all__ = ["AnalysisResult", "analyze_model", "load_user_data", "load_user_model"]
 
-
-def load_user_model(
-    path: str, model_class: str | None = None, model_kwargs: str | dict[str, Any] = "{}", device: str = "cpu"
-) -> nn.Module:
-    """Load a classifier: a TorchScript file, a ``torch.export`` archive (``.pt2``), or a state dict plus a class.
-
-    State dicts are read with safetensors or ``torch.load(weights_only=True)``, never plain pickle.
-
-    Parameters
-    ----------
-    path : str
-        ``.pt``/``.pth`` TorchScript archive, ``.pt2`` exported program (:func:`torch.export.save`),
-        or a ``.safetensors``/``.pt`` state dict. Export programs with a dynamic batch dimension
-        (``dynamic_shapes``): the analysis evaluates batches of several sizes.
-    model_class : str, optional
-        ``"package.module:ClassName"`` (or dotted) for state dicts.
-    model_kwargs : str or dict
-        Keyword arguments for the class (JSON text or a dict).
-    device : str
-        Where to put the model.
-
-    Examples
-    --------
-    >>> load_user_model("missing.pt")
-    Traceback (most recent call last):
-    ...
-    captum_pags.analysis.errors.AnalysisInputError: model file 'missing.pt' does not exist
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise AnalysisInputError(f"model file {path!r} does not exist")
-    if model_class is None and p.suffix == ".pt2":
-        try:
-            return torch.export.load(str(p)).module().to(device)
-        except (RuntimeError, ValueError, OSError) as err:
-            raise AnalysisInputError(f"cannot load the exported program {path!r}: {str(err).splitlines()[0]}") from None
-    if model_class is None:
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=FutureWarning)  # TorchScript files stay supported
-                return torch.jit.load(str(p), map_location=device).eval()
-        except RuntimeError:
-            raise AnalysisInputError(
-                f"{path!r} is not a TorchScript file; for a state dict also give --model-class"
-            ) from None
-    module_name, _, class_name = model_class.replace(":", ".").rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError):
-        raise AnalysisInputError(f"cannot import model class {model_class!r}") from None
-    kwargs = json.loads(model_kwargs) if isinstance(model_kwargs, str) else dict(model_kwargs)
-    model = cls(**kwargs)
-    try:
-        state = load_file(p) if p.suffix == ".safetensors" else torch.load(p, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError, SafetensorError) as err:
-        raise AnalysisInputError(
-            f"cannot load weights from {path!r} into {model_class}: {str(err).splitlines()[0]}"
-        ) from None
-    return model.to(device).eval()
+#: Default output folder of ``analyze`` (a sweep writes to ``report/``; the two never mix).
+DEFAULT_OUT = "analysis"
 
 
 def load_user_data(data: str, max_examples: int | None = None) -> tuple[Tensor, Tensor]:
-    """Images and labels: ``"digits16"`` (its test split) or a ``.pt``/``.npz`` file with ``x`` and ``y``.
+    """Images and labels of a ``--data`` source (see :func:`~captum_pags.analysis.parse_data`) as two tensors.
+
+    For small data; the analysis itself streams from the source in batches.
 
     Examples
     --------
@@ -97,38 +48,14 @@ def load_user_data(data: str, max_examples: int | None = None) -> tuple[Tensor, 
     >>> x.shape, y.shape
     (torch.Size([5, 1, 16, 16]), torch.Size([5]))
     """
-    if data == "digits16":
-        split = load_digits16("test")
-        x, y = split.images, split.labels
-    else:
-        p = Path(data)
-        if p.suffix not in (".pt", ".npz"):
-            raise AnalysisInputError(f"Expected --data to be 'digits16' or a .pt/.npz file but got {data!r}")
-        if not p.is_file():
-            raise AnalysisInputError(f"data file {data!r} does not exist")
-        if p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as f:
-                if "x" not in f or "y" not in f:
-                    raise AnalysisInputError(f"Expected {data!r} to hold arrays 'x' and 'y' but got {sorted(f.files)}")
-                x, y = torch.as_tensor(f["x"]), torch.as_tensor(f["y"])
-        else:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-            if not isinstance(obj, dict) or "x" not in obj or "y" not in obj:
-                raise AnalysisInputError(f"Expected {data!r} to hold a dict with tensors 'x' and 'y'")
-            x, y = torch.as_tensor(obj["x"]), torch.as_tensor(obj["y"])
-        x, y = x.float(), y.long()
-        if x.dim() < 2 or y.shape != (x.shape[0],):
-            raise AnalysisInputError(
-                f"Expected x of shape (N, ...) and y of shape (N,) but got {tuple(x.shape)} and {tuple(y.shape)}"
-            )
-    if max_examples is not None:
-        x, y = x[:max_examples], y[:max_examples]
-    return x, y
+    source = parse_data(data)
+    parts = list(source.batches(256, max_examples))
+    return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
 
 
 @dataclass
 class AnalysisResult:
-    """What :func:`analyze_model` returns: the measurements and the report files.
+    """What :func:`analyze_model` returns: the measurements, the regime, notes and the report files.
 
     Examples
     --------
@@ -140,6 +67,8 @@ class AnalysisResult:
     metrics: dict[str, Any]
     regime: str
     files: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line per figure."""
@@ -151,66 +80,227 @@ class AnalysisResult:
         return "\n".join([*lines, f"regime: {self.regime}"])
 
 
-def analyze_model(
-    model: nn.Module,
-    images: Tensor,
-    labels: Tensor,
-    *,
-    out: str = "report",
-    sigma: float = 0.3,
-    epsilons: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0),
-    n_samples: int = 10,
-    seed: int = 0,
-    device: str = "cpu",
-    quiet: bool = False,
-    reference_accuracy: float | None = None,
-) -> AnalysisResult:
-    """Measure one classifier and write the same report as the sweep, for one model.
+def _data_source(images: Tensor | None, labels: Tensor | None, data: Any) -> DataSource:
+    if images is not None or labels is not None:
+        if data is not None:
+            raise AnalysisInputError("Expected either `images` and `labels` or `data`, not both")
+        if images is None or labels is None:
+            raise AnalysisInputError("Expected both `images` and `labels` (or `data`)")
+        return TensorData(images, labels)
+    if isinstance(data, DataSource):
+        return data
+    return parse_data("digits16" if data is None else data)
 
-    On ``digits16``-shaped data (``1x16x16`` in [0, 1]) the shipped diffusion model gives the scores
-    and the exact ``digits16`` subspace the tangent space. For other data no score model is known
-    (alignment is reported as NaN) and the tangent space is the leading principal subspace of the
-    data (PCA, up to 64 directions).
 
-    Examples
-    --------
-    >>> import tempfile
-    >>> from captum_pags.models import MLP
-    >>> x, y = load_user_data("digits16", max_examples=16)
-    >>> res = analyze_model(MLP(), x, y, out=tempfile.mkdtemp(), n_samples=2, quiet=True)
-    >>> sorted(res.files)[:2], res.regime in ("weak", "bayes_aligned", "excessive")
-    (['alignment', 'csv'], True)
-    """
+def _score_source(score_model: Any, unconditional: Any, data: DataSource) -> tuple[ScoreSpec | None, Any]:
+    """A spec to load (strings) or ready score models (objects)."""
+    if isinstance(score_model, ScoreModels):
+        return None, score_model
+    if score_model == "auto":
+        score_model = "shipped" if isinstance(data, EmbeddedData) and data.name == "digits16" else None
+    if isinstance(score_model, (str, type(None))) and isinstance(unconditional, (str, type(None))):
+        if score_model is None and unconditional is None:
+            return None, None
+        from .components import parse_score_model
+
+        return parse_score_model(score_model, unconditional, data.data_range), None
+    if isinstance(score_model, str) or isinstance(unconditional, str):
+        raise AnalysisInputError(
+            "Expected `score_model` and `unconditional_score_model` both as paths or both as objects"
+        )
+    return None, ScoreModels(score_model, unconditional)
+
+
+def _tangent_spec(tangent: Any, data: DataSource) -> Any:
+    if tangent is None or tangent == "auto":
+        if isinstance(data, EmbeddedData) and data.spec.exact_tangent is not None:
+            return TangentSpec("exact")
+        d = 1
+        for s in data.shape:
+            d *= int(s)
+        return TangentSpec("pca", dim=max(1, min(64, d - 1)))
+    return parse_tangent(tangent) if isinstance(tangent, str) else tangent
+
+
+def _regime(metrics: Mapping[str, Any], reference_accuracy: float | None) -> str:
     from ..metrics import robustness_regime
 
-    start = time.perf_counter()
-    torch.manual_seed(seed)
-    dev = torch.device(device)
-    x, y = images.to(dev), labels.to(dev)
-    if tuple(x.shape[1:]) == DIGITS16_SHAPE:
-        tangent = digits16_subspace()
-        score_model = load_digits16_score_model(device=dev)
-        note = "tangent space: the exact digits16 subspace; scores: the shipped diffusion model"
-    else:
-        dim = max(1, min(64, x.shape[0] - 1, int(x[0].numel()) - 1))
-        tangent = LinearSubspace.from_data(x, dim)
-        score_model = None
-        note = f"tangent space: PCA of the data ({dim} directions); no score model for this data shape"
-    data = prepare_evaluation(x, y, tangent, score_model, sigma, epsilons, n_samples, seed)
-    metrics = measure_model(model, data)
-    regime = str(
+    return str(
         robustness_regime(
             relative_robustness=metrics["relative_robustness"],
             accuracy=metrics["accuracy"] if reference_accuracy is not None else None,
             reference_accuracy=reference_accuracy,
         )
     )
-    row = {"method": "user", "strength": 0.0, "seed": seed, **metrics, "regime": regime}
+
+
+def analyze_model(
+    model: nn.Module | Any,
+    images: Tensor | None = None,
+    labels: Tensor | None = None,
+    *,
+    data: str | DataSource | None = None,
+    score_model: Any = "auto",
+    unconditional_score_model: Any = None,
+    tangent: str | TangentSpec | Any = None,
+    extra_tangents: Mapping[str, str | TangentSpec | Any] | None = None,
+    out: str = DEFAULT_OUT,
+    sigma: float = 0.3,
+    epsilons: Sequence[float] = (0.25, 0.5, 1.0, 2.0),
+    n_samples: int = 10,
+    seed: int = 0,
+    device: str = "cpu",
+    batch_size: int = 64,
+    max_examples: int | None = None,
+    quiet: bool = False,
+    reference_accuracy: float | None = None,
+) -> AnalysisResult:
+    r"""Measure one classifier on data, score model(s) and a tangent space of your choice; write a report.
+
+    Every piece is checked against the others before any work (shapes vs the UNet's
+    ``sample_size``, channel and class counts, the data range, the device, the output folder).
+    The data are then streamed in batches of ``batch_size``: each batch is scored, its tangent
+    bases, gradients and random perturbations are computed and added to running sums, so memory
+    does not grow with the number of examples. Measurements the score models cannot give (e.g. the
+    Bayes score difference of an unconditional-only model) are NaN, and a
+    :class:`~captum_pags.analysis.MissingMeasurementWarning` says so once.
+
+    Parameters
+    ----------
+    model : nn.Module or ClassifierSpec
+        Classifier taking images in data units (wrap a normalisation with
+        :class:`~captum_pags.analysis.NormalizedClassifier`), or a spec to load.
+    images, labels : Tensor, optional
+        Your data as tensors (a ``1x16x16`` tensor is your data, not ``digits16``).
+    data : str or DataSource, optional
+        Or a data source / ``--data`` string (default: ``"digits16"``).
+    score_model : str, ScoreModel or ScoreModels, optional
+        ``"auto"`` (the shipped model for ``digits16``, none otherwise), ``"shipped"``, a
+        diffusers folder, a denoiser file, a :class:`~captum_pags.scores.ScoreModel`, or None.
+    unconditional_score_model : str or ScoreModel, optional
+        An unconditional model paired with a conditional ``score_model`` without a null label.
+    tangent : str, TangentSpec or TangentSpace, optional
+        ``exact`` (default for embedded data), ``pca:K`` (default ``pca:64`` otherwise),
+        ``local-pca:K[:FILE]``, ``decoder:PATH``, ``denoiser:K``, or a built tangent space.
+    extra_tangents : mapping, optional
+        Further tangent spaces by name; each adds ``*_<name>`` columns.
+    out : str
+        Report folder (default ``analysis``; never a sweep's folder).
+    sigma, epsilons, n_samples, seed, device, batch_size, max_examples :
+        See :class:`~captum_pags.analysis.AnalysisSettings`.
+    quiet : bool
+        No progress bar.
+    reference_accuracy : float, optional
+        Accuracy of an unregularised reference model, for the regime.
+
+    Returns
+    -------
+    AnalysisResult
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from captum_pags.models import MLP
+    >>> res = analyze_model(MLP(), data="digits16", max_examples=16, out=tempfile.mkdtemp(), n_samples=2, quiet=True)
+    >>> sorted(res.files)[:2], -1 <= res.metrics["alignment_bayes"] <= 1
+    (['alignment', 'csv'], True)
+    """
+    start = time.perf_counter()
+    settings = AnalysisSettings(sigma, tuple(epsilons), n_samples, batch_size, max_examples, seed, device)
+    settings.check_device()
+    check_output_folder(out)
+    source = _data_source(images, labels, data)
+    dev = torch.device(settings.device)
+    spec, scores = _score_source(score_model, unconditional_score_model, source)
+    notes: list[str] = []
+    if spec is not None:
+        notes += check_score_fit(source, spec)
+    tangent_spec = _tangent_spec(tangent, source)
+    extra = {name: (parse_tangent(t) if isinstance(t, str) else t) for name, t in (extra_tangents or {}).items()}
+    score_given = spec is not None or scores is not None
+    for t in (tangent_spec, *extra.values()):
+        if isinstance(t, TangentSpec):
+            t.check(source, scores, score_given=score_given)
+    if not isinstance(model, nn.Module) and hasattr(model, "load"):
+        model = model.load(dev)
+    score_classes = spec.info().num_classes if spec is not None and spec.info() is not None else None
+    if scores is not None:
+        score_classes = scores.num_classes
+    check_classifier_fit(model, source, score_classes)
+    # ------------------------------------------------------------------ loading (the pieces fit)
+    if spec is not None:
+        scores = spec.load(dev)
+    used_sigma = settings.sigma
+    if scores is not None:
+        used_sigma = scores.check_sigma(settings.sigma)
+        missing = scores.missing()
+        if missing:
+            warnings.warn("; ".join(missing), MissingMeasurementWarning, stacklevel=2)
+            notes += missing
+    else:
+        notes.append("no score model: perceptual alignment is NaN (give a score model)")
+    spaces: dict[str, Any] = {}
+    for name, t in {"": tangent_spec, **extra}.items():
+        if isinstance(t, TangentSpec):
+            t.check(source, scores)
+            space, what = t.build(
+                source,
+                scores=scores,
+                sigma=settings.sigma,
+                max_examples=settings.max_examples,
+                batch_size=settings.batch_size,
+                device=dev,
+            )
+            notes.append(what if not name else f"{what} (columns *_{name})")
+        else:
+            space = t
+        spaces[name] = space
+    n_total = source.count(settings.max_examples)
+    bar = None
+    if not quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_total, desc="analyse", unit="image")
+
+    def progress(_: int, n: int) -> None:
+        if bar is not None:
+            bar.update(n - bar.n)
+
+    try:
+        metrics = measure_batches(
+            model,
+            source.batches(settings.batch_size, settings.max_examples),
+            spaces,
+            scores=scores,
+            sigma=settings.sigma,
+            epsilons=settings.epsilons,
+            n_samples=settings.n_samples,
+            seed=settings.seed,
+            device=dev,
+            on_batch=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    regime = _regime(metrics, reference_accuracy)
+    config = {
+        "command": "analyze",
+        "data": source.to_config(),
+        "score_model": None if spec is None else spec.to_config(),
+        "tangent": {
+            name: (t.to_config() if isinstance(t, TangentSpec) else repr(t))
+            for name, t in {"": tangent_spec, **extra}.items()
+        },
+        "settings": settings.to_config(),
+        "sigma_evaluated": used_sigma,
+        "n": metrics["n"],
+    }
+    row = {"method": "user", "strength": 0.0, "seed": settings.seed, **metrics, "regime": regime}
     files = write_report(
         out,
         [row],
-        config={"sigma": sigma, "epsilons": list(epsilons), "n_samples": n_samples, "seed": seed, "n": int(x.shape[0])},
+        config=config,
         title="captum_pags analysis of one model",
-        notes=[note, f"measured in {time.perf_counter() - start:.1f} s"],
+        notes=[*notes, f"measured {metrics['n']} examples in {time.perf_counter() - start:.1f} s"],
     )
-    return AnalysisResult(metrics, regime, files)
+    return AnalysisResult(metrics, regime, files, notes, config)

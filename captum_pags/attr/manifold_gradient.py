@@ -10,8 +10,9 @@ from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from .._kernel._autodiff import input_gradients
+from .._kernel._autodiff import check_model_dtype, input_gradients
 from .._kernel._captum_compat import TargetType, TensorOrTupleOfTensorsGeneric, format_output
+from .._kernel._model_state import owning_module, preserved_state
 from .._kernel._validation import check_batch, check_choice, check_tensor_or_tuple
 from ..manifold.base import TangentSpace
 
@@ -44,6 +45,12 @@ class ManifoldGradient(GradientAttribution):
         Where the manifold is at each input. The basis is computed from the inputs inside
         :meth:`attribute`, so the method works unchanged under
         :class:`~captum.attr.NoiseTunnel` and :mod:`captum.metrics`.
+    eval_mode : bool
+        Evaluate a :class:`torch.nn.Module` model (or the module behind a bound method) in eval
+        mode inside :meth:`attribute`, restoring every submodule's mode after, also after an error,
+        as the metrics and the attacks do: a train-mode model's BatchNorm statistics are then
+        neither used nor updated, and two identical calls agree. ``False`` runs the model as it
+        is (e.g. to take batch statistics inside a training loss).
 
     Examples
     --------
@@ -57,13 +64,20 @@ class ManifoldGradient(GradientAttribution):
     tensor([[0., 0., 3.]])
     """
 
-    def __init__(self, forward_func: Callable[..., Tensor], tangent_space: TangentSpace) -> None:
+    def __init__(
+        self, forward_func: Callable[..., Tensor], tangent_space: TangentSpace, *, eval_mode: bool = True
+    ) -> None:
         if not isinstance(tangent_space, TangentSpace):
             raise TypeError(
                 f"Expected `tangent_space` to be a captum_pags TangentSpace but got {type(tangent_space).__name__}"
             )
+        if not isinstance(eval_mode, bool):
+            raise TypeError(f"Expected `eval_mode` to be a bool but got {type(eval_mode).__name__}")
+        if not callable(forward_func):
+            raise TypeError(f"Expected `forward_func` to be callable but got {type(forward_func).__name__}")
         super().__init__(forward_func)
         self.tangent_space = tangent_space
+        self.eval_mode = eval_mode
 
     @log_usage()
     def attribute(
@@ -100,17 +114,28 @@ class ManifoldGradient(GradientAttribution):
             Same form and shapes as ``inputs``.
         """
         check_choice("component", component, COMPONENTS)
+        if not isinstance(abs, bool):
+            raise TypeError(f"Expected `abs` to be a bool but got {type(abs).__name__}")
         is_tuple = isinstance(inputs, tuple)
         inputs_t = check_tensor_or_tuple("inputs", inputs)
         check_batch("inputs", inputs_t)
+        for x in inputs_t:
+            if not x.is_floating_point():
+                raise TypeError(f"Expected `inputs` to be floating-point tensors but got dtype {x.dtype}")
+        check_model_dtype(self.forward_func, inputs_t)
         if component != "full":
             # validate shapes before the (possibly costly) backward pass
             self.tangent_space.check_inputs(inputs_t)
-        grads = input_gradients(self.forward_func, inputs_t, target, additional_forward_args, create_graph)
+        module = owning_module(self.forward_func) if self.eval_mode else None
+        with preserved_state(module, train=False if module is not None else None):
+            grads = input_gradients(self.forward_func, inputs_t, target, additional_forward_args, create_graph)
         if component != "full":
             with torch.no_grad():
                 geometry_inputs = tuple(x.detach() for x in inputs_t)
-            on, off = self.tangent_space.components(geometry_inputs, grads)
+            # a class-conditional tangent space (DenoiserTangent(conditional=True)) reads the same target,
+            # expanded by NoiseTunnel like every per-example argument
+            space_target = target if self.tangent_space.takes_target else None
+            on, off = self.tangent_space.components(geometry_inputs, grads, space_target)
             grads = on if component == "on" else off
         if abs:
             grads = tuple(g.abs() for g in grads)

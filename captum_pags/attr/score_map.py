@@ -41,7 +41,10 @@ class ScoreAttribution(Attribution):
         Noise level (user units), checked against the model's range.
     mode : {"conditional", "unconditional", "bayes"}
         Which map to return. ``"unconditional"`` and ``"bayes"`` need a model with unconditional
-        scores, ``"conditional"`` and ``"bayes"`` a class-conditional one.
+        scores, ``"conditional"`` and ``"bayes"`` a class-conditional one (see the model's
+        ``supports_*`` properties; a :class:`~captum_pags.scores.ScorePair` joins a conditional
+        model without a null label and an unconditional one). ``"bayes"`` evaluates both terms
+        at the same noise level (:meth:`~captum_pags.scores.ScoreModel.bayes_score`).
     batch_size : int, optional
         Evaluate the score model on at most this many examples at a time.
 
@@ -63,13 +66,7 @@ class ScoreAttribution(Attribution):
                 f"Expected `score_model` to be a captum_pags ScoreModel but got {type(score_model).__name__}"
             )
         self.mode: str = check_choice("mode", mode, MODES)
-        if mode != "unconditional" and score_model.num_classes is None:
-            raise ValueError(f"Expected a class-conditional `score_model` for mode={mode!r} but it has no classes")
-        if mode != "conditional" and not score_model.supports_unconditional:
-            raise ValueError(
-                f"Expected a `score_model` with unconditional scores for mode={mode!r} (e.g. trained with a "
-                "null label) but it has none"
-            )
+        score_model.check_supports(self.mode, name="mode")  # says what to supply for a mode it cannot give
         self.score_model = score_model
         self.sigma = score_model.check_sigma(sigma)
         self.batch_size = None if batch_size is None else check_int("batch_size", batch_size, minimum=1)
@@ -113,7 +110,7 @@ class ScoreAttribution(Attribution):
             elif self.mode == "unconditional":
                 out = score(None)
             else:
-                out = score(target) - score(None)
+                out = self.score_model.bayes_score(x, self.sigma, target, batch_size=self.batch_size)
         return format_output(is_tuple, (out,))
 
     def attribute_future(self) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -84,15 +85,26 @@ class TangentSpace(ABC):
         """Return the basis for validated inputs: ``(k, D)`` if shared, else ``(N, k, D)``."""
 
     # ------------------------------------------------------------------ validation
+    #: Estimators that flatten their inputs anyway accept any per-example shape with the ``D``
+    #: of a flat ``(D,)`` ``input_shape`` (a ``(k, D)`` PCA basis for ``(N, C, H, W)`` images).
+    _accepts_flat_shape: bool = False
+
     def check_inputs(self, inputs: TensorOrTuple, name: str = "inputs") -> tuple[Tensor, ...]:
         """Validate ``inputs`` (a tensor or tuple, per-example shapes as built for) and return them as a tuple.
 
-        Metrics and attributions call it before any costly work, so that a bad shape is refused first.
+        Checks the form (a tensor or a tuple), real dtypes, a shared non-empty batch, finite values
+        and the per-example shapes the space was built for; the tensors are returned unchanged.
+        Metrics and attributions call it before any costly work, so that a bad shape is refused
+        first. (:meth:`basis` and :meth:`components` then promote integer inputs, e.g. ``uint8``
+        images, to the default float dtype; they are never truncated.)
         """
         inputs_t = check_tensor_or_tuple(name, inputs)
+        for t in inputs_t:
+            if t.is_complex():
+                raise TypeError(f"Expected `{name}` to be a real tensor but got {t.dtype}")
         check_batch(name, inputs_t)
         shapes = feature_shapes(inputs_t)
-        if self._input_shapes is not None and shapes != self._input_shapes:
+        if self._input_shapes is not None and shapes != self._input_shapes and not self._flat_match(shapes):
             got = [tuple(s) for s in shapes]
             want = [tuple(s) for s in self._input_shapes]
             raise ValueError(
@@ -102,8 +114,44 @@ class TangentSpace(ABC):
             )
         return inputs_t
 
-    def _shared_or_batched_basis(self, inputs_t: tuple[Tensor, ...]) -> Tensor:
-        basis = self._basis(inputs_t)
+    def _checked_float_inputs(self, inputs: TensorOrTuple) -> tuple[Tensor, ...]:
+        """:meth:`check_inputs`, then integer tensors promoted to the default float dtype (never truncated)."""
+        inputs_t = self.check_inputs(inputs)
+        return tuple(t if t.is_floating_point() else t.to(torch.get_default_dtype()) for t in inputs_t)
+
+    def _flat_match(self, shapes: tuple[torch.Size, ...]) -> bool:
+        built = self._input_shapes
+        return (
+            self._accepts_flat_shape
+            and built is not None
+            and len(built) == 1
+            and len(built[0]) == 1
+            and len(shapes) == 1
+            and int(shapes[0].numel()) == built[0][0]
+        )
+
+    @property
+    def takes_target(self) -> bool:
+        """Whether the basis depends on a per-call ``target`` (class labels); False for most estimators.
+
+        :class:`~captum_pags.attr.ManifoldGradient` passes its attribution target on only when True.
+        """
+        return False
+
+    def _check_target(self, target: Any) -> None:
+        if target is not None and not self.takes_target:
+            raise ValueError(
+                f"Expected `target=None` for {type(self).__name__}, whose basis takes no class labels, but got a "
+                "target (a DenoiserTangent takes them with conditional=True)"
+            )
+
+    def _basis_for(self, inputs: tuple[Tensor, ...], target: Any) -> Tensor:
+        """The basis for validated inputs and a per-call ``target``; estimators that use labels override it."""
+        return self._basis(inputs)
+
+    def _shared_or_batched_basis(self, inputs_t: tuple[Tensor, ...], target: Any = None) -> Tensor:
+        self._check_target(target)
+        basis = self._basis_for(inputs_t, target)
         n, d = inputs_t[0].shape[0], num_features(feature_shapes(inputs_t))
         ok = (basis.dim() == 2 and basis.shape[1] == d) or (
             basis.dim() == 3 and basis.shape[0] == n and basis.shape[2] == d
@@ -115,26 +163,33 @@ class TangentSpace(ABC):
         return basis
 
     # ------------------------------------------------------------------ public API
-    def basis(self, inputs: TensorOrTuple) -> Tensor:
+    def basis(self, inputs: TensorOrTuple, target: Any = None) -> Tensor:
         """Orthonormal tangent basis at each example.
 
         Parameters
         ----------
         inputs : Tensor or tuple of Tensor
-            ``(N, *shape)`` points on (or near) the manifold.
+            ``(N, *shape)`` points on (or near) the manifold; integer tensors are promoted to the
+            default float dtype.
+        target : int, list of int or Tensor, optional
+            Per-call class labels, for estimators with :attr:`takes_target` (else must be None).
 
         Returns
         -------
         Tensor
-            ``(N, k, D)``; rows orthonormal (rows of zeros mark directions an estimator dropped).
+            ``(N, k, D)`` in the inputs' float dtype (float32 for 16-bit inputs where the
+            estimator computes in float32); rows orthonormal (rows of zeros mark directions an
+            estimator dropped).
         """
-        inputs_t = self.check_inputs(inputs)
-        basis = self._shared_or_batched_basis(inputs_t)
+        inputs_t = self._checked_float_inputs(inputs)
+        basis = self._shared_or_batched_basis(inputs_t, target)
         if basis.dim() == 2:
             basis = basis.unsqueeze(0).expand(inputs_t[0].shape[0], -1, -1)
         return basis
 
-    def components(self, inputs: TensorOrTuple, vectors: TensorOrTuple) -> tuple[TensorOrTuple, TensorOrTuple]:
+    def components(
+        self, inputs: TensorOrTuple, vectors: TensorOrTuple, target: Any = None
+    ) -> tuple[TensorOrTuple, TensorOrTuple]:
         """Split ``vectors`` into tangent and orthogonal parts that sum to ``vectors``.
 
         Parameters
@@ -144,14 +199,20 @@ class TangentSpace(ABC):
         vectors : Tensor or tuple of Tensor
             Same form as ``inputs``, shaped ``(N, *shape)`` or ``(N, M, *shape)`` (``M`` vectors
             per example).
+        target : int, list of int or Tensor, optional
+            Per-call class labels, for estimators with :attr:`takes_target` (else must be None).
 
         Returns
         -------
         (on, off)
-            Two objects of the same form and shapes as ``vectors``.
+            Two objects of the same form and shapes as ``vectors``, in the vectors' float dtype
+            (the wider of basis and vectors does the math).
         """
-        inputs_t = self.check_inputs(inputs)
+        inputs_t = self._checked_float_inputs(inputs)
         vec_t = check_tensor_or_tuple("vectors", vectors)
+        for v in vec_t:
+            if v.is_complex():
+                raise TypeError(f"Expected `vectors` to be a real tensor but got {v.dtype}")
         if len(vec_t) != len(inputs_t):
             raise ValueError(f"Expected `vectors` to hold {len(inputs_t)} tensor(s) like `inputs` but got {len(vec_t)}")
         n = inputs_t[0].shape[0]
@@ -166,16 +227,17 @@ class TangentSpace(ABC):
         lead = [n] if extra == 0 else [n, vec_t[0].shape[1]]
         flat = flatten_features(vec_t, lead=1 + extra)
         flat3 = flat.unsqueeze(1) if extra == 0 else flat
-        basis = self._shared_or_batched_basis(inputs_t).to(dtype=flat.dtype)
+        basis = self._shared_or_batched_basis(inputs_t, target)
+        # the wider dtype of basis and vectors for the math, the vectors' float dtype out
         on_flat = project_onto_rows(basis, flat3).reshape(flat.shape)
-        off_flat = flat - on_flat
+        off_flat = flat.to(on_flat.dtype) - on_flat
         on = unflatten_features(on_flat, shapes, lead)
         off = unflatten_features(off_flat, shapes, lead)
         if isinstance(vectors, Tensor):
             return on[0], off[0]
         return on, off
 
-    def project(self, inputs: TensorOrTuple, vectors: TensorOrTuple) -> TensorOrTuple:
+    def project(self, inputs: TensorOrTuple, vectors: TensorOrTuple, target: Any = None) -> TensorOrTuple:
         r"""Tangent part :math:`P_T(x)\,v` of ``vectors`` (same form and shape as ``vectors``).
 
         Examples
@@ -185,9 +247,9 @@ class TangentSpace(ABC):
         >>> space.project(torch.zeros(1, 3), torch.tensor([[2.0, 3.0, 4.0]]))
         tensor([[2., 0., 0.]])
         """
-        return self.components(inputs, vectors)[0]
+        return self.components(inputs, vectors, target)[0]
 
-    def project_orthogonal(self, inputs: TensorOrTuple, vectors: TensorOrTuple) -> TensorOrTuple:
+    def project_orthogonal(self, inputs: TensorOrTuple, vectors: TensorOrTuple, target: Any = None) -> TensorOrTuple:
         r"""Orthogonal part :math:`v - P_T(x)\,v` of ``vectors`` (same form and shape as ``vectors``).
 
         Examples
@@ -197,7 +259,7 @@ class TangentSpace(ABC):
         >>> space.project_orthogonal(torch.zeros(1, 3), torch.tensor([[2.0, 3.0, 4.0]]))
         tensor([[0., 3., 4.]])
         """
-        return self.components(inputs, vectors)[1]
+        return self.components(inputs, vectors, target)[1]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, input_shape={self.input_shape})"

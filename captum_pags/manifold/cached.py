@@ -47,6 +47,8 @@ class CachedTangent(TangentSpace):
             raise TypeError(f"Expected `space` to be a TangentSpace but got {type(space).__name__}")
         points_t = check_tensor_or_tuple("points", points)
         check_batch("points", points_t)
+        # the same promotion as every call's inputs get, so integer points are found again
+        points_t = tuple(t if t.is_floating_point() else t.to(torch.get_default_dtype()) for t in points_t)
         super().__init__(space.input_shape)
         self.space = space
         self._bases = space.basis(points_t)
@@ -59,6 +61,16 @@ class CachedTangent(TangentSpace):
     def dim(self) -> int:
         """``k`` of the wrapped estimator."""
         return self.space.dim
+
+    @property
+    def takes_target(self) -> bool:
+        """As the wrapped estimator; a call with a target goes to the estimator (bases are cached without)."""
+        return self.space.takes_target
+
+    def _basis_for(self, inputs: tuple[Tensor, ...], target: object) -> Tensor:
+        if target is not None:
+            return self.space.basis(inputs if len(inputs) > 1 else inputs[0], target)
+        return self._basis(inputs)
 
     def _basis(self, inputs: tuple[Tensor, ...]) -> Tensor:
         if tuple(t.dtype for t in inputs) == self._dtypes:

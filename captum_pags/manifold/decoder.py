@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .._kernel._autodiff import jvp_many
-from .._kernel._linalg import principal_rows
+from .._kernel._linalg import compute_dtype, principal_rows
 from .._kernel._model_state import evaluation_state, owning_module
 from .._kernel._tensors import chunks
 from .._kernel._validation import check_int, check_positive
@@ -94,6 +94,16 @@ def _decoded_tensor(decoded: Any) -> Tensor:
     )
 
 
+def _network_dtype(fn: Any, dtype: torch.dtype) -> torch.dtype:
+    """The floating dtype of the parameters of the module behind ``fn`` (else ``dtype``): inputs are cast to it."""
+    module = owning_module(fn)
+    if module is not None:
+        for p in module.parameters():
+            if p.is_floating_point():
+                return p.dtype
+    return dtype
+
+
 class DecoderTangent(TangentSpace):
     r"""Tangent space spanned by the columns of a decoder's Jacobian at each input's encoding.
 
@@ -116,7 +126,9 @@ class DecoderTangent(TangentSpace):
     largest are returned as zero rows (the rank per example is kept in :attr:`last_rank`, and a warning is
     given once).
 
-    The encoder is evaluated deterministically (for a VAE, the mean of the posterior), and both
+    Inputs are cast to the dtype of the encoder's parameters (integer images included, never
+    truncated); the basis comes back in the inputs' float dtype (float32 for 16-bit inputs). The
+    encoder is evaluated deterministically (for a VAE, the mean of the posterior), and both
     networks run in eval mode with frozen parameters inside the call; their modes, ``requires_grad``
     flags and gradients are restored after. The decoder must treat examples independently (true in
     eval mode for the usual layers).
@@ -139,8 +151,11 @@ class DecoderTangent(TangentSpace):
         One pass holds the decoder's activations for ``chunk_size * latent_chunk_size``
         tangent directions, which bounds peak memory.
     rtol : float, optional
-        Relative singular-value threshold below which a direction is dropped; defaults to
-        ``max(k, D)`` times the machine epsilon of the decoder's dtype.
+        Relative singular-value threshold below which a direction is dropped; defaults to the
+        shared threshold above the Gram matrix's rounding floor
+        (:func:`~captum_pags._kernel._linalg.default_rtol`, about :math:`\sqrt{10\,D\,\epsilon_{64}}`,
+        so ``2.6e-6`` at ``D = 3072``): a float64 rounding-noise direction of a rank-deficient
+        decoder is dropped, a real direction with relative gain ``1e-3`` is kept.
     vectorize : bool
         Use ``torch.func.vmap`` over the latent directions (default). ``False`` folds them into
         one larger batch instead, for networks with operations ``vmap`` does not support.
@@ -244,6 +259,8 @@ class DecoderTangent(TangentSpace):
                 f"Expected `inputs` to be one tensor for a DecoderTangent but got a tuple of {len(inputs)}"
             )
         x = inputs[0]
+        out_dtype = compute_dtype(x.dtype)
+        x = x.to(_network_dtype(self.encoder, x.dtype))
         with evaluation_state(self.decoder, self.encoder), torch.no_grad():
             parts = [self._chunk_basis(x[s]) for s in chunks(x.shape[0], self.chunk_size)]
         basis = torch.cat(parts) if len(parts) > 1 else parts[0]
@@ -258,7 +275,7 @@ class DecoderTangent(TangentSpace):
                 RuntimeWarning,
                 stacklevel=4,
             )
-        return basis.to(x.dtype) if x.is_floating_point() else basis
+        return basis.to(out_dtype)
 
     def _chunk_basis(self, x: Tensor) -> Tensor:
         z = self._encode(x)
@@ -278,4 +295,4 @@ class DecoderTangent(TangentSpace):
         jac = (torch.cat(columns) if len(columns) > 1 else columns[0]).transpose(0, 1)  # (n, k, D)
         if not bool(torch.isfinite(jac).all()):
             raise ValueError("Expected the Jacobian of `decoder` to be finite but it contains NaN or inf")
-        return principal_rows(jac, rtol=self.rtol)[1]
+        return principal_rows(jac, rtol=self.rtol, method="gram")[1]

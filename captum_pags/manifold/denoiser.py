@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from .._kernel._autodiff import jvp_many, vjp_many
 from .._kernel._model_state import evaluation_state
 from .._kernel._tensors import chunks
-from .._kernel._validation import check_int, check_positive, check_tensor
+from .._kernel._validation import check_choice, check_int, check_positive, check_tensor
 from ..scores.base import ScoreModel, TargetLike
+from ._subspace_iteration import JacobianProducts, general_iteration, symmetric_iteration, transformable_attention
 from .base import ShapeLike, TangentSpace
 
 __all__ = ["DenoiserTangent", "intrinsic_dimension"]
@@ -51,22 +52,20 @@ def intrinsic_dimension(spectrum: Tensor) -> Tensor:
         spectrum = spectrum.to(torch.get_default_dtype())
     if not bool(torch.isfinite(spectrum).all()) or bool((spectrum < 0).any()):
         raise ValueError("Expected `spectrum` to hold finite values >= 0")
+    rising = spectrum[..., 1:] > spectrum[..., :-1]
+    if bool(rising.any()):
+        where = tuple(int(i) for i in rising.nonzero()[0])
+        raise ValueError(
+            f"Expected `spectrum` to be in descending order along its last dimension but it rises at index {where}"
+        )
     info = torch.finfo(spectrum.dtype)
     floor = (spectrum[..., :1] * info.eps).clamp_min(info.tiny)
     ratio = spectrum[..., :-1] / torch.maximum(spectrum[..., 1:], floor)
     return ratio.argmax(-1) + 1
 
 
-def _orthonormal_columns(vectors: Tensor) -> Tensor:
-    """``(m, n, *shape)`` vectors -> ``(n, D, m)`` orthonormal columns spanning them (QR)."""
-    m, n = vectors.shape[:2]
-    return torch.linalg.qr(vectors.reshape(m, n, -1).permute(1, 2, 0)).Q
-
-
-def _as_directions(columns: Tensor, shape: torch.Size) -> Tensor:
-    """``(n, D, m)`` columns -> ``(m, n, *shape)`` tangents or cotangents."""
-    n, _, m = columns.shape
-    return columns.permute(2, 0, 1).reshape(m, n, *shape)
+Method = Literal["symmetric", "general"]
+_DEFAULT_ITERATIONS = {"symmetric": 3, "general": 2}
 
 
 class DenoiserTangent(TangentSpace):
@@ -82,20 +81,37 @@ class DenoiserTangent(TangentSpace):
 
     and at small :math:`\sigma` its dominant eigenvectors span the tangent space of the manifold
     near :math:`x` (Kadkhodaie et al., ICLR 2024; Manor & Michaeli, ICLR 2024). The ``k`` leading
-    left singular vectors of :math:`J = \partial D / \partial x` are found without forming
-    :math:`J` by randomized subspace iteration (Halko, Martinsson & Tropp, 2011) with
-    :math:`m = k + p` probe vectors :math:`\Omega` (``p`` = ``oversampling``) and ``q`` =
-    ``iterations``:
+    directions of :math:`J = \partial D / \partial x` are found without forming :math:`J` by
+    randomized subspace iteration (Halko, Martinsson & Tropp, 2011) with :math:`m = k + p` probe
+    vectors :math:`\Omega` (``p`` = ``oversampling``) and ``q`` = ``iterations``:
 
-    .. math::
+    * ``method="symmetric"`` (default) uses that :math:`J` is (close to) symmetric, a Hessian of
+      :math:`\tfrac{\sigma^2}{2}\|x\|^2 + \sigma^2 \log p_\sigma`: VJPs only,
 
-        Q \leftarrow \operatorname{qr}(J \Omega), \quad
-        Q \leftarrow \operatorname{qr}\big(J\, \operatorname{qr}(J^\top Q)\big)\ (q \text{ times}), \quad
-        Q^\top J = \hat U \hat S \hat V^\top, \quad B(x) = (Q \hat U_{:, :k})^\top.
+      .. math::
 
-    Each product is a batched ``torch.func`` JVP or VJP over the ``m`` probes (``vmap``), so a
-    call costs about :math:`(2q + 2)\, m` network evaluations per batch, not one per pixel. The
-    singular values :math:`\hat S` are the spectrum used by :func:`intrinsic_dimension`.
+          Y_0 = J^\top \Omega, \quad Y_{i+1} = J^\top \operatorname{orth}(Y_i), \quad
+          B(x) = \text{top-}k\text{ left singular vectors of } Y_q,
+
+      :math:`(q + 1)\, m` products per example and no forward-mode AD (which the fused attention
+      kernels lack);
+    * ``method="general"`` finds the left singular vectors of any :math:`J` (a learned denoiser is
+      not exactly symmetric) from JVPs and VJPs,
+
+      .. math::
+
+          Q \leftarrow \operatorname{qr}(J \Omega), \quad
+          Q \leftarrow \operatorname{qr}\big(J\, \operatorname{qr}(J^\top Q)\big)\ (q \text{ times}), \quad
+          Q^\top J = \hat U \hat S \hat V^\top, \quad B(x) = (Q \hat U_{:, :k})^\top,
+
+      :math:`(2q + 2)\, m` products per example.
+
+    Products run as batched ``torch.func`` VJPs/JVPs under ``vmap``, ``probe_chunk_size`` probes
+    and ``chunk_size`` examples at a time (peak memory grows with their product), with
+    ``scaled_dot_product_attention`` switched to its math implementation inside the call (fused
+    kernels support neither forward-mode AD nor ``vmap`` over their backward; the previous
+    setting is restored after). The singular values found are the spectrum used by
+    :func:`intrinsic_dimension`.
 
     Parameters
     ----------
@@ -110,16 +126,26 @@ class DenoiserTangent(TangentSpace):
         ``k``, the tangent dimension, ``1 <= k < D``.
     oversampling : int
         ``p >= 0`` extra probe vectors (``m = min(k + p, D)``).
-    iterations : int
-        ``q >= 0`` power iterations; each sharpens the separation by the spectral ratio.
+    iterations : int, optional
+        ``q >= 0`` power iterations; default 3 for ``"symmetric"`` (``4 m`` products per example)
+        and 2 for ``"general"`` (``6 m``).
+    method : {"symmetric", "general"}
+        VJP-only iteration for a symmetric Jacobian, or the JVP/VJP iteration for any Jacobian.
+    conditional : bool
+        Take the class labels of a class-conditional score model per call, from the ``target`` of
+        :meth:`basis`, :meth:`components`, ... (:class:`~captum_pags.attr.ManifoldGradient`
+        passes its attribution target, so batches of any size and NoiseTunnel's expanded batch
+        work). False: the unconditional score (or the fixed ``target`` below).
     target : int, list of int or Tensor, optional
-        Class labels for a class-conditional score model (``(N,)`` or one int for all).
+        Fixed class labels (``(N,)`` or one int for all), kept for compatibility; prefer
+        ``conditional=True`` and per-call targets.
     seed : int
         Seeds the probe vectors (the same probes for every example, so results do not depend on
         the batching).
     chunk_size : int, optional
-        Examples per batch of products (memory grows with ``chunk_size * m``); ``None`` takes
-        all at once.
+        Examples per batch of products; ``None`` takes all at once.
+    probe_chunk_size : int, optional
+        Probes per vectorised pass; ``None`` takes all ``m`` at once. Results do not depend on it.
     input_shape : sequence of int, optional
         Per-example shape; defaults to the score model's ``input_shape``.
     vectorize : bool
@@ -129,7 +155,9 @@ class DenoiserTangent(TangentSpace):
     Attributes
     ----------
     last_spectrum : Tensor or None
-        ``(N, m)`` singular values of :math:`J` (descending) found in the last call.
+        ``(N, m)`` singular values (descending) found in the last call.
+    last_products_per_example : int or None
+        Jacobian-vector products per example of the last call (the cost, in network passes).
 
     Examples
     --------
@@ -140,8 +168,8 @@ class DenoiserTangent(TangentSpace):
     >>> on = space.project(torch.zeros(1, 4), torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
     >>> torch.allclose(on, torch.tensor([[1.0, 2.0, 0.0, 0.0]]), atol=1e-4)
     True
-    >>> space.intrinsic_dimension(torch.zeros(1, 4))
-    tensor([2])
+    >>> space.intrinsic_dimension(torch.zeros(1, 4)), space.last_products_per_example
+    (tensor([2]), 12)
     """
 
     def __init__(
@@ -151,10 +179,13 @@ class DenoiserTangent(TangentSpace):
         dim: int,
         *,
         oversampling: int = 10,
-        iterations: int = 2,
+        iterations: int | None = None,
+        method: Method = "symmetric",
+        conditional: bool = False,
         target: TargetLike = None,
         seed: int = 0,
-        chunk_size: int | None = 8,
+        chunk_size: int | None = 4,
+        probe_chunk_size: int | None = 8,
         input_shape: ShapeLike | None = None,
         vectorize: bool = True,
     ) -> None:
@@ -164,10 +195,17 @@ class DenoiserTangent(TangentSpace):
                 raise ValueError("Expected `sigma` to be > 0 (the denoiser is the identity at 0) but got 0.0")
             if input_shape is None and denoiser.input_shape is not None:
                 input_shape = tuple(denoiser.input_shape)
+            if conditional and denoiser.num_classes is None:
+                raise ValueError(
+                    "Expected `conditional=False` for an unconditional score model (it takes no class labels)"
+                )
         elif callable(denoiser):
             self.sigma = check_positive("sigma", sigma)
-            if target is not None:
-                raise ValueError("Expected `target=None` for a plain denoiser function D(x, sigma) but got a target")
+            if target is not None or conditional:
+                raise ValueError(
+                    "Expected `target=None` for a plain denoiser function D(x, sigma) (it takes no class labels; "
+                    "`conditional` must be False) but got a target"
+                )
         else:
             raise TypeError(
                 f"Expected `denoiser` to be a ScoreModel or a callable D(x, sigma) but got {type(denoiser).__name__}"
@@ -181,18 +219,30 @@ class DenoiserTangent(TangentSpace):
         self.denoiser = denoiser
         self._dim = dim
         self.oversampling = check_int("oversampling", oversampling, minimum=0)
-        self.iterations = check_int("iterations", iterations, minimum=0)
+        self.method = check_choice("method", method, ("symmetric", "general"))
+        default_q = _DEFAULT_ITERATIONS[method]
+        self.iterations = default_q if iterations is None else check_int("iterations", iterations, minimum=0)
+        self.conditional = bool(conditional)
         self.target = target
         self.seed = check_int("seed", seed)
         self.chunk_size = None if chunk_size is None else check_int("chunk_size", chunk_size, minimum=1)
+        self.probe_chunk_size = (
+            None if probe_chunk_size is None else check_int("probe_chunk_size", probe_chunk_size, minimum=1)
+        )
         self.vectorize = bool(vectorize)
         self.last_spectrum: Tensor | None = None
+        self.last_products_per_example: int | None = None
         self._probes: dict[tuple[int, int, torch.device, torch.dtype], Tensor] = {}
 
     @property
     def dim(self) -> int:
         """``k``, the number of eigen-directions returned."""
         return self._dim
+
+    @property
+    def takes_target(self) -> bool:
+        """Whether calls read class labels from their ``target`` (``conditional=True``)."""
+        return self.conditional
 
     def _probe_matrix(self, m: int, d: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         key = (m, d, device, dtype)
@@ -210,72 +260,58 @@ class DenoiserTangent(TangentSpace):
         fn = self.denoiser
         return lambda x: fn(x, sigma)
 
-    def _estimate(self, inputs: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    def _labels(self, x: Tensor, target: TargetLike) -> Tensor | None:
+        if not isinstance(self.denoiser, ScoreModel):
+            return None
+        labels = target if self.conditional and target is not None else self.target
+        _, labels = self.denoiser.check_call(x, self.sigma, labels)
+        return labels
+
+    def _estimate(self, inputs: tuple[Tensor, ...], target: TargetLike = None) -> tuple[Tensor, Tensor]:
         if len(inputs) != 1:
             raise ValueError(
                 f"Expected `inputs` to be one tensor for a DenoiserTangent but got a tuple of {len(inputs)}"
             )
         x = inputs[0]
-        if not x.is_floating_point():
-            raise TypeError(f"Expected `inputs` to be floating point but got {x.dtype}")
         n, d = x.shape[0], int(x[0].numel())
         if self._dim >= d:
             raise ValueError(f"Expected `dim` to be < D = {d} but got {self._dim}")
-        target = None
-        if isinstance(self.denoiser, ScoreModel):
-            _, target = self.denoiser.check_call(x, self.sigma, self.target)
+        labels = self._labels(x, target)
         m = min(self._dim + self.oversampling, d)
         probes = self._probe_matrix(m, d, x.device, x.dtype)
-        bases, spectra = [], []
+        iterate = symmetric_iteration if self.method == "symmetric" else general_iteration
+        bases, spectra, count = [], [], 0
         # freeze the networks a score model wraps before torch.func transforms run it
         networks = self.denoiser.networks() if isinstance(self.denoiser, ScoreModel) else []
-        with evaluation_state(self.denoiser, *networks), torch.no_grad():
+        with evaluation_state(self.denoiser, *networks), torch.no_grad(), transformable_attention():
             for s in chunks(n, self.chunk_size):
-                fn = self._denoise_fn(None if target is None else target[s])
-                basis, spectrum = self._chunk(fn, x[s].detach(), probes)
-                bases.append(basis)
-                spectra.append(spectrum)
+                fn = self._denoise_fn(None if labels is None else labels[s])
+                xs = x[s].detach()
+                products = JacobianProducts(fn, xs, self.probe_chunk_size, self.vectorize)
+                basis, spectrum = iterate(products, probes.expand(xs.shape[0], -1, -1), self._dim, self.iterations)
+                bases.append(basis.to(x.dtype))
+                spectra.append(spectrum.to(x.dtype))
+                count = products.count
+        self.last_products_per_example = count
         return torch.cat(bases), torch.cat(spectra)
 
-    def _chunk(self, fn: Callable[[Tensor], Tensor], x: Tensor, probes: Tensor) -> tuple[Tensor, Tensor]:
-        n, shape, m = x.shape[0], x.shape[1:], probes.shape[0]
-        tangents = probes.reshape(m, 1, *shape).expand(m, n, *shape)
-        y = jvp_many(fn, x, tangents, vectorize=self.vectorize)
-        if y.shape[1:] != x.shape:
-            raise ValueError(
-                f"Expected `denoiser` to return the shape of `inputs` {tuple(x.shape)} but got {tuple(y.shape[1:])}"
-            )
-        if not bool(torch.isfinite(y).all()):
-            raise ValueError("Expected the Jacobian of `denoiser` to be finite but it contains NaN or inf")
-        if not bool(y.reshape(m, n, -1).abs().amax(dim=(0, 2)).gt(0).all()):
-            raise ValueError(
-                "Expected `denoiser` to be differentiable with respect to its input, but its Jacobian is zero at "
-                "some inputs (does it run under torch.no_grad or detach its input?)"
-            )
-        q = _orthonormal_columns(y)
-        for _ in range(self.iterations):
-            q = _orthonormal_columns(vjp_many(fn, x, _as_directions(q, shape), vectorize=self.vectorize))
-            q = _orthonormal_columns(jvp_many(fn, x, _as_directions(q, shape), vectorize=self.vectorize))
-        # Rayleigh-Ritz: Q^T J = U S V^T, with U and S from the small (m, m) Gram matrix (float64)
-        qt_j = vjp_many(fn, x, _as_directions(q, shape), vectorize=self.vectorize).reshape(m, n, -1).transpose(0, 1)
-        evals, evecs = torch.linalg.eigh((qt_j @ qt_j.transpose(1, 2)).double())
-        spectrum = evals.flip(-1).clamp_min(0).sqrt().to(x.dtype)
-        u_hat = evecs.flip(-1)[:, :, : self._dim].to(x.dtype)
-        basis = (q @ u_hat).transpose(1, 2)
-        return basis, spectrum
-
     def _basis(self, inputs: tuple[Tensor, ...]) -> Tensor:
-        basis, spectrum = self._estimate(inputs)
+        return self._basis_for(inputs, None)
+
+    def _basis_for(self, inputs: tuple[Tensor, ...], target: TargetLike) -> Tensor:
+        basis, spectrum = self._estimate(inputs, target)
         self.last_spectrum = spectrum
         return basis
 
-    def spectrum(self, inputs: Tensor) -> Tensor:
+    def spectrum(self, inputs: Tensor, target: TargetLike = None) -> Tensor:
         r"""Leading singular values of the denoiser Jacobian :math:`\partial D / \partial x`.
 
         Parameters
         ----------
         inputs : Tensor
             ``(N, *shape)`` points near the manifold.
+        target : int, list of int or Tensor, optional
+            Class labels, read when ``conditional=True``.
 
         Returns
         -------
@@ -283,12 +319,13 @@ class DenoiserTangent(TangentSpace):
             ``(N, m)`` descending, ``m = min(dim + oversampling, D)``; for the optimal denoiser they
             are the eigenvalues of :math:`\operatorname{Cov}[x_0 \mid x] / \sigma^2`.
         """
-        inputs_t = self.check_inputs(inputs)
-        _, spectrum = self._estimate(inputs_t)
+        inputs_t = self._checked_float_inputs(inputs)
+        self._check_target(target)
+        _, spectrum = self._estimate(inputs_t, target)
         self.last_spectrum = spectrum
         return spectrum
 
-    def intrinsic_dimension(self, inputs: Tensor) -> Tensor:
+    def intrinsic_dimension(self, inputs: Tensor, target: TargetLike = None) -> Tensor:
         r"""Intrinsic dimension at each input from the largest gap of :meth:`spectrum`.
 
         See :func:`intrinsic_dimension`; estimates range over ``1 .. m - 1``, so choose
@@ -298,14 +335,19 @@ class DenoiserTangent(TangentSpace):
         ----------
         inputs : Tensor
             ``(N, *shape)`` points near the manifold.
+        target : int, list of int or Tensor, optional
+            Class labels, read when ``conditional=True``.
 
         Returns
         -------
         Tensor
             ``(N,)`` int64 estimates.
         """
-        return intrinsic_dimension(self.spectrum(inputs))
+        return intrinsic_dimension(self.spectrum(inputs, target))
 
     def __repr__(self) -> str:
         name = type(self.denoiser).__name__
-        return f"{type(self).__name__}({name}, sigma={self.sigma:g}, dim={self.dim}, input_shape={self.input_shape})"
+        return (
+            f"{type(self).__name__}({name}, sigma={self.sigma:g}, dim={self.dim}, method={self.method!r}, "
+            f"input_shape={self.input_shape})"
+        )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
-from .._kernel._linalg import principal_rows
+from .._kernel._linalg import compute_dtype, principal_rows
 from .._kernel._tensors import chunks, feature_shapes, flatten_features, num_features
 from .._kernel._validation import check_batch, check_int, check_positive, check_tensor_or_tuple
 from .base import TangentSpace, TensorOrTuple
@@ -45,10 +47,14 @@ class LocalPCATangent(TangentSpace):
     chunk_size : int, optional
         Reference points per block of distances; ``None`` takes all at once.
     batch_size : int, optional
-        Queries per block; ``None`` takes all at once. Results do not depend on either.
-    rtol : float
+        Queries per block; ``None`` picks as many as keep one block of neighbourhoods
+        (``batch_size * n_neighbors * D`` values) under :attr:`max_block_elements`. Results do
+        not depend on either.
+    rtol : float, optional
         Directions whose singular value is at most ``rtol`` times the largest of their
-        neighbourhood (e.g. repeated points) are returned as zero rows.
+        neighbourhood (e.g. repeated points) are returned as zero rows, with a warning once per
+        estimator; defaults to the shared noise-floor threshold
+        (:func:`~captum_pags._kernel._linalg.default_rtol`).
 
     Attributes
     ----------
@@ -56,6 +62,8 @@ class LocalPCATangent(TangentSpace):
         ``(N, k)`` singular values :math:`S_{:k}` of the last call's neighbourhoods.
     last_neighbors : Tensor or None
         ``(N, n)`` indices into ``reference`` of the last call's neighbours (ascending index).
+    last_rank : Tensor or None
+        ``(N,)`` number of non-zero basis rows of the last call.
 
     Examples
     --------
@@ -73,8 +81,8 @@ class LocalPCATangent(TangentSpace):
         n_neighbors: int,
         *,
         chunk_size: int | None = 4096,
-        batch_size: int | None = 256,
-        rtol: float = 1e-6,
+        batch_size: int | None = None,
+        rtol: float | None = None,
     ) -> None:
         ref_t = check_tensor_or_tuple("reference", reference)
         m = check_batch("reference", ref_t)
@@ -98,12 +106,21 @@ class LocalPCATangent(TangentSpace):
         self.n_neighbors = n_neighbors
         self.chunk_size = None if chunk_size is None else check_int("chunk_size", chunk_size, minimum=1)
         self.batch_size = None if batch_size is None else check_int("batch_size", batch_size, minimum=1)
-        self.rtol = check_positive("rtol", rtol, allow_zero=True)
+        self.rtol = None if rtol is None else check_positive("rtol", rtol, allow_zero=True)
         flat = flatten_features(ref_t).detach()
+        if flat.is_complex():
+            raise TypeError(f"Expected `reference` to be a real tensor but got {flat.dtype}")
         self.reference = flat.clone() if flat.is_floating_point() else flat.to(torch.get_default_dtype())
         self._cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
         self.last_singular_values: Tensor | None = None
         self.last_neighbors: Tensor | None = None
+        self.last_rank: Tensor | None = None
+        self._warned = False
+
+    #: Upper bound on the values of one block of neighbourhoods when ``batch_size`` is None.
+    max_block_elements: int = 2**24
+
+    _accepts_flat_shape = True
 
     @property
     def dim(self) -> int:
@@ -132,21 +149,46 @@ class LocalPCATangent(TangentSpace):
         # a fixed order makes the PCA input, hence the result, independent of the chunking
         return best_i.sort(dim=1).values
 
+    def _batch_size(self, d: int) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        return max(1, self.max_block_elements // (self.n_neighbors * d))
+
     def _basis(self, inputs: tuple[Tensor, ...]) -> Tensor:
         x = flatten_features(inputs)
-        out_dtype = x.dtype if x.is_floating_point() else self.reference.dtype
-        dtype = torch.promote_types(x.dtype, self.reference.dtype) if x.is_floating_point() else self.reference.dtype
+        out_dtype = compute_dtype(x.dtype)
+        dtype = compute_dtype(x.dtype, self.reference.dtype)
         ref, ref_sq = self._fitted(x.device, dtype)
         x = x.to(dtype)
         bases, svals, neighbors = [], [], []
-        for s in chunks(x.shape[0], self.batch_size):
+        for s in chunks(x.shape[0], self._batch_size(x.shape[1])):
             idx = self._neighbors(x[s], ref, ref_sq)
-            hood = ref[idx]  # (b, n, D)
+            hood = ref[idx]  # (b, n, D), bounded by the block size
             centred = hood - hood.mean(1, keepdim=True)
-            sv, rows = principal_rows(centred, self._dim, self.rtol)
-            bases.append(rows)
+            sv, rows = principal_rows(centred, self._dim, self.rtol, method="gram")
+            bases.append(rows.to(out_dtype))
             svals.append(sv)
             neighbors.append(idx)
+            del hood, centred
+        basis = torch.cat(bases)
         self.last_singular_values = torch.cat(svals)
         self.last_neighbors = torch.cat(neighbors)
-        return torch.cat(bases).to(out_dtype)
+        rank = (basis.abs().amax(-1) > 0).sum(-1)
+        self.last_rank = rank
+        self._warn_dropped(rank)
+        return basis
+
+    def _warn_dropped(self, rank: Tensor) -> None:
+        short = rank < self._dim
+        if self._warned or not bool(short.any()):
+            return
+        self._warned = True
+        empty = int((rank == 0).sum())
+        warnings.warn(
+            f"LocalPCATangent: the neighbourhoods of {int(short.sum())} of {len(rank)} inputs span fewer than "
+            f"dim={self._dim} directions (repeated reference points?); {empty} of them have an all-zero basis. "
+            "The missing directions are zero rows (see `last_rank`). This warning is shown once per "
+            "LocalPCATangent.",
+            RuntimeWarning,
+            stacklevel=5,
+        )

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import Literal
+
 import torch
 from torch import Tensor
 
-from .._kernel._validation import check_batch, check_int, check_tensor
+from .._kernel._linalg import compute_dtype, default_rtol, result_dtype
+from .._kernel._tensors import chunks
+from .._kernel._validation import check_batch, check_choice, check_int, check_tensor
 from .base import ShapeLike, TangentSpace, orthonormal_rows
 
 __all__ = ["LinearSubspace"]
@@ -39,15 +44,17 @@ class LinearSubspace(TangentSpace):
     tensor([[0.5000, 0.5000, 0.0000]])
     """
 
+    _accepts_flat_shape = True
+
     def __init__(self, basis: Tensor, input_shape: ShapeLike | None = None, rtol: float | None = None) -> None:
         check_tensor("basis", basis)
         if basis.dim() < 2 or basis.shape[0] == 0:
             raise ValueError(
                 f"Expected `basis` to have shape (k, D) or (k, *shape) with k >= 1 but got {tuple(basis.shape)}"
             )
-        if not basis.is_floating_point():
-            basis = basis.double()
-        if not bool(torch.isfinite(basis).all()):
+        if basis.is_complex():
+            raise TypeError(f"Expected `basis` to be a real tensor but got {basis.dtype}")
+        if basis.is_floating_point() and not bool(torch.isfinite(basis).all()):
             raise ValueError("Expected `basis` to hold finite values but it contains NaN or inf")
         shape = tuple(basis.shape[1:]) if input_shape is None else tuple(input_shape)
         super().__init__(shape)
@@ -64,26 +71,61 @@ class LinearSubspace(TangentSpace):
         self.explained_variance: Tensor | None = None
 
     @classmethod
-    def from_data(cls, data: Tensor, dim: int, center: bool = True) -> LinearSubspace:
+    def from_data(
+        cls,
+        data: Tensor,
+        dim: int,
+        center: bool = True,
+        *,
+        method: Literal["auto", "full", "randomized"] = "auto",
+        oversampling: int = 10,
+        iterations: int = 4,
+        seed: int = 0,
+        chunk_size: int | None = 4096,
+    ) -> LinearSubspace:
         r"""Fit the ``dim`` leading principal directions of ``data`` (PCA).
 
         .. math::
 
-            X - \bar x = U S V^\top, \qquad B = V_{:, :\text{dim}}^\top
+            X - \bar x = U S V^\top, \qquad B = V_{:, :\text{dim}}^\top, \qquad
+            \text{explained variance}_i = \frac{s_i^2}{N - 1}
+
+        Directions without variance (``s_i`` at the noise floor, e.g. ``dim`` above the rank of
+        the data) are dropped with a warning rather than kept as arbitrary directions, so the
+        subspace may have fewer than ``dim`` rows.
+
+        With ``method="randomized"`` (``"auto"`` picks it when ``4 (dim + oversampling) <
+        min(N, D)``) the directions come from a randomized range finder with
+        ``oversampling`` extra probes and ``iterations`` power iterations (Halko, Martinsson &
+        Tropp, 2011), seeded by a local generator (the global RNG is untouched, unlike
+        :func:`torch.svd_lowrank`), streaming over ``chunk_size`` rows of ``data`` at a time in
+        float64: no ``(N, D)`` float64 copy and no full SVD. On data with a spectral gap it
+        agrees with the full SVD to rounding.
 
         Parameters
         ----------
         data : Tensor
-            ``(N, *shape)`` samples.
+            ``(N, *shape)`` samples (integer data is promoted, never truncated).
         dim : int
             Number of principal directions ``k`` (``1 <= k <= min(N, D)``).
         center : bool
             Subtract the mean first (an affine subspace through the mean).
+        method : {"auto", "full", "randomized"}
+            Full SVD or randomized low-rank SVD.
+        oversampling : int
+            Extra probe vectors of the randomized method.
+        iterations : int
+            Power iterations of the randomized method.
+        seed : int
+            Seed of the randomized method's local generator.
+        chunk_size : int, optional
+            Rows of ``data`` per block (``None``: all at once).
 
         Returns
         -------
         LinearSubspace
-            With ``mean`` (``(*shape)``) and ``explained_variance`` (``(k,)``) set.
+            With ``mean`` (``(*shape)``) and ``explained_variance`` (``(k,)``) set, in the
+            data's float dtype (the default float dtype for integer data).
 
         Examples
         --------
@@ -92,17 +134,45 @@ class LinearSubspace(TangentSpace):
         tensor([0.5000, 0.5000])
         """
         check_tensor("data", data)
+        if data.is_complex():
+            raise TypeError(f"Expected `data` to be a real tensor but got {data.dtype}")
         n = check_batch("data", [data])
-        flat = data.reshape(n, -1).double()
+        if data.dim() < 2:
+            raise ValueError(f"Expected `data` to have shape (N, *shape) but got {tuple(data.shape)}")
+        flat = data.reshape(n, -1)
         d = flat.shape[1]
         check_int("dim", dim, minimum=1)
         if dim > min(n, d):
             raise ValueError(f"Expected `dim` to be <= min(N, D) = {min(n, d)} but got {dim}")
-        mean = flat.mean(0) if center else torch.zeros(d, dtype=flat.dtype, device=flat.device)
-        _, s, vh = torch.linalg.svd(flat - mean, full_matrices=False)
-        space = cls(vh[:dim], input_shape=tuple(data.shape[1:]))
-        space.mean = mean.reshape(data.shape[1:]).to(data.dtype)
-        space.explained_variance = (s[:dim] ** 2 / max(n - 1, 1)).to(data.dtype)
+        check_choice("method", method, ("auto", "full", "randomized"))
+        check_int("oversampling", oversampling, minimum=0)
+        check_int("iterations", iterations, minimum=0)
+        check_int("seed", seed)
+        if chunk_size is not None:
+            check_int("chunk_size", chunk_size, minimum=1)
+        out = result_dtype(data.dtype)
+        mean = _column_mean(flat, chunk_size) if center else torch.zeros(d, dtype=torch.float64, device=data.device)
+        m = min(dim + oversampling, n, d)
+        if method == "randomized" or (method == "auto" and 4 * m < min(n, d)):
+            s, vh = _randomized_svd(flat, mean, m, iterations, seed, chunk_size)
+        else:
+            _, s, vh = torch.linalg.svd(flat.double() - mean, full_matrices=False)
+        s, vh = s[:dim], vh[:dim]
+        keep = s > default_rtol(data.dtype, n, d) * s[:1].clamp_min(torch.finfo(s.dtype).tiny)
+        rank = int(keep.sum())
+        if rank == 0:
+            raise ValueError("Expected `data` to vary (at least two distinct points) but every point is the same")
+        if rank < dim:
+            warnings.warn(
+                f"LinearSubspace.from_data: only {rank} of the dim={dim} principal directions of `data` have "
+                f"non-zero variance; the other {dim - rank} are dropped (the subspace has dim {rank})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        space = cls(vh[:rank], input_shape=tuple(data.shape[1:]))
+        space._rows = vh[:rank].double().contiguous()  # the principal directions themselves, in order
+        space.mean = mean.reshape(data.shape[1:]).to(out)
+        space.explained_variance = (s[:rank] ** 2 / max(n - 1, 1)).to(out)
         return space
 
     @property
@@ -112,7 +182,10 @@ class LinearSubspace(TangentSpace):
 
     @property
     def rows(self) -> Tensor:
-        """The ``(k, D)`` orthonormal basis (float64, on the device it was built on)."""
+        """The ``(k, D)`` orthonormal basis (float64, on the device it was built on).
+
+        For :meth:`from_data` these are the principal directions, largest variance first.
+        """
         return self._rows
 
     def projection_matrix(self) -> Tensor:
@@ -121,8 +194,40 @@ class LinearSubspace(TangentSpace):
 
     def _basis(self, inputs: tuple[Tensor, ...]) -> Tensor:
         x = inputs[0]
-        dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+        dtype = compute_dtype(x.dtype)  # 16-bit inputs get float32 rows, which stay orthonormal
         key = (x.device, dtype)
         if key not in self._cache:
             self._cache[key] = self._rows.to(device=x.device, dtype=dtype)
         return self._cache[key]
+
+
+def _column_mean(flat: Tensor, chunk_size: int | None) -> Tensor:
+    total = torch.zeros(flat.shape[1], dtype=torch.float64, device=flat.device)
+    for s in chunks(flat.shape[0], chunk_size):
+        total += flat[s].double().sum(0)
+    return total / flat.shape[0]
+
+
+def _randomized_svd(
+    flat: Tensor, mean: Tensor, m: int, iterations: int, seed: int, chunk_size: int | None
+) -> tuple[Tensor, Tensor]:
+    """Top-``m`` singular values and right singular vectors of ``flat - mean`` (randomized, streamed)."""
+    n, d = flat.shape
+
+    def right(q: Tensor) -> Tensor:  # (X - mean)^T q: (D, m) from (N, m)
+        acc = torch.zeros(d, q.shape[1], dtype=torch.float64, device=flat.device)
+        for s in chunks(n, chunk_size):
+            acc += (flat[s].double() - mean).T @ q[s]
+        return acc
+
+    def left(w: Tensor) -> Tensor:  # (X - mean) w: (N, m) from (D, m)
+        return torch.cat([(flat[s].double() - mean) @ w for s in chunks(n, chunk_size)])
+
+    gen = torch.Generator().manual_seed(seed)
+    omega = torch.randn(d, m, generator=gen, dtype=torch.float64).to(flat.device)
+    q = torch.linalg.qr(left(omega)).Q
+    for _ in range(iterations):
+        q = torch.linalg.qr(left(torch.linalg.qr(right(q)).Q)).Q
+    small = right(q).T  # Q^T (X - mean): (m, D)
+    _, s, vh = torch.linalg.svd(small, full_matrices=False)
+    return s, vh

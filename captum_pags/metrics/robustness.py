@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from .._kernel._autodiff import check_model_dtype
 from .._kernel._captum_compat import run_forward
 from .._kernel._model_state import preserved_state
 from .._kernel._tensors import (
@@ -29,22 +30,15 @@ from .._kernel._tensors import (
 )
 from .._kernel._validation import check_choice, check_int, check_positive
 from ..manifold.base import TangentSpace
-from ._accumulate import RunningSums, distributed_world
+from ._common import TensorOrTuple
 
 __all__ = [
-    "REGIMES",
     "ManifoldRobustness",
-    "RobustnessAccumulator",
     "manifold_robustness",
-    "robustness_regime",
 ]
 
-TensorOrTuple = Tensor | tuple[Tensor, ...]
 Distance = Literal["softmax_l1", "kl"]
 DISTANCES: tuple[str, ...] = ("softmax_l1", "kl")
-Regime = Literal["weak", "bayes_aligned", "excessive"]
-#: The three regimes of Srinivas et al. (NeurIPS 2023), in order of growing robustness.
-REGIMES: tuple[str, ...] = ("weak", "bayes_aligned", "excessive")
 
 
 # ---------------------------------------------------------------------------------------- result
@@ -145,23 +139,65 @@ def _forward_scores(forward_func: Callable[..., Tensor], inputs: tuple[Tensor, .
     return out
 
 
-def _unit_directions(
-    inputs_t: tuple[Tensor, ...], tangent_space: TangentSpace, n_samples: int, seed: int
-) -> tuple[Tensor, Tensor]:
-    r"""Unit tangent and orthogonal directions ``(N, 2, S, D)`` and a mask ``(N, 2, S)`` of vanished parts.
+def _clean_scores(forward_func: Callable[..., Tensor], inputs: tuple[Tensor, ...], args: Any, n: int) -> Tensor:
+    out = _forward_scores(forward_func, inputs, args, n)
+    if out.is_floating_point() and not bool(torch.isfinite(out).all()):
+        bad = int((~torch.isfinite(out)).any(1).sum())
+        raise ValueError(
+            f"Expected `forward_func` to return finite class scores at the unperturbed inputs but {bad} of {n} "
+            "example(s) have NaN or inf scores"
+        )
+    return out
 
-    Gaussian draws ``torch.randn(N, S, D, generator=torch.Generator().manual_seed(seed))`` (CPU,
-    inputs' dtype) are split by the tangent space's own projection (``[:, 0]`` tangent,
-    ``[:, 1]`` orthogonal), then each part is normalised. Parts that are zero up to rounding (a
-    full-dimensional or empty tangent space) are returned as zeros and flagged in the mask.
+
+#: Directions are drawn in blocks of this many examples, each from its own generator, so that memory
+#: stays bounded and results do not depend on ``max_examples_per_batch``.
+DRAW_BLOCK = 64
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(z: int) -> int:
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def block_seed(seed: int, block: int) -> int:
+    """Seed of the directions of examples ``[64 b, 64 (b + 1))``: ``seed`` itself for block 0.
+
+    Later blocks use a SplitMix64 mix of ``(seed, block)`` (63 bits), so blocks never share a stream.
+
+    Examples
+    --------
+    >>> block_seed(7, 0)
+    7
+    >>> block_seed(7, 1) == block_seed(7, 1) != block_seed(8, 1)
+    True
     """
-    x = inputs_t[0]
-    n, shapes = x.shape[0], feature_shapes(inputs_t)
-    d = num_features(shapes)
-    gen = torch.Generator().manual_seed(seed)
-    raw = torch.randn(n, n_samples, d, generator=gen, dtype=x.dtype).to(x.device)
+    if block == 0:
+        return seed
+    return _splitmix64((seed & _MASK64) ^ _splitmix64(block)) >> 1
+
+
+def _block_draws(n: int, block: int, n_samples: int, d: int, dtype: torch.dtype, seed: int) -> Tensor:
+    """Gaussian draws ``(m, S, D)`` (CPU) of the examples of draw block ``block`` among ``n``."""
+    lo, hi = block * DRAW_BLOCK, min((block + 1) * DRAW_BLOCK, n)
+    gen = torch.Generator().manual_seed(block_seed(seed, block))
+    return torch.randn(hi - lo, n_samples, d, generator=gen, dtype=dtype)
+
+
+def _unit_directions(inputs_t: tuple[Tensor, ...], tangent_space: TangentSpace, raw: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Unit tangent and orthogonal directions ``(m, 2, S, D)`` and a mask ``(m, 2, S)`` of vanished parts.
+
+    The draws ``raw`` ``(m, S, D)`` are split by the tangent space's own projection (``[:, 0]``
+    tangent, ``[:, 1]`` orthogonal), then each part is normalised. Parts that are zero up to
+    rounding (a full-dimensional or empty tangent space) are returned as zeros and flagged in the mask.
+    """
+    m, n_samples = raw.shape[:2]
+    shapes = feature_shapes(inputs_t)
     geometry_inputs = tuple(t.detach() for t in inputs_t)
-    on, off = tangent_space.components(geometry_inputs, unflatten_features(raw, shapes, (n, n_samples)))
+    on, off = tangent_space.components(geometry_inputs, unflatten_features(raw, shapes, (m, n_samples)))
     parts = torch.stack([flatten_features(on, lead=2).detach(), flatten_features(off, lead=2).detach()], dim=1)
     norms = torch.linalg.vector_norm(parts, dim=3, keepdim=True)
     # a part this much shorter than its draw is rounding noise of the projection, not a direction
@@ -169,6 +205,48 @@ def _unit_directions(
     vanished = ~(norms > tiny)
     scale = torch.where(vanished, torch.zeros_like(norms), 1.0 / norms.clamp_min(torch.finfo(norms.dtype).tiny))
     return parts * scale, vanished.squeeze(3)
+
+
+def _chunk_changes(
+    forward_func: Callable[..., Tensor],
+    inputs_t: tuple[Tensor, ...],
+    dirs: Tensor,
+    eps_t: Tensor,
+    distance: str,
+    chunk: int | None,
+    args: Any,
+) -> Tensor:
+    """``(m, 2, E, S)`` output changes of ``m`` examples along their directions ``dirs`` ``(m, 2, S, D)``."""
+    m, _, n_samples, _ = dirs.shape
+    n_eps = eps_t.shape[0]
+    shapes = feature_shapes(inputs_t)
+    x_flat = flatten_features([t.detach() for t in inputs_t])
+    clean = torch.cat(
+        [
+            _clean_scores(
+                forward_func,
+                tuple(t[sl].detach() for t in inputs_t),
+                index_examples(args, torch.arange(sl.start, sl.stop), m),
+                sl.stop - sl.start,
+            )
+            for sl in chunks(m, chunk)
+        ]
+    )
+    per_example = 2 * n_eps * n_samples
+    eps_view = eps_t.reshape(1, 1, n_eps, 1, 1)
+    changes = []
+    # perturbed copies are laid out (example, part, epsilon, draw); a forward batch is a contiguous range
+    # of them, built by broadcasting over the few examples it touches
+    for sl in chunks(m * per_example, chunk):
+        lo, hi = sl.start // per_example, -(-sl.stop // per_example)
+        block = torch.addcmul(x_flat[lo:hi, None, None, None, :], eps_view, dirs[lo:hi, :, None])
+        start = sl.start - lo * per_example
+        batch = block.reshape(-1, x_flat.shape[1])[start : start + sl.stop - sl.start]
+        k = batch.shape[0]
+        ex = torch.arange(sl.start, sl.stop, device=x_flat.device) // per_example
+        out = _forward_scores(forward_func, unflatten_features(batch, shapes, [k]), index_examples(args, ex, m), k)
+        changes.append(_distance(clean[ex], out, distance))
+    return torch.cat(changes).reshape(m, 2, n_eps, n_samples)
 
 
 def _robustness_values(
@@ -182,46 +260,45 @@ def _robustness_values(
     seed: int,
     additional_forward_args: Any,
 ) -> tuple[Tensor, Tensor]:
-    """``(N, E)`` on- and off-manifold changes of validated arguments; shared by the function and the accumulator."""
+    """``(N, E)`` on- and off-manifold changes of validated arguments; shared by the function and the accumulator.
+
+    Streams over the examples: draws per block of :data:`DRAW_BLOCK` examples, tangent geometry
+    (bases, projections) per chunk of at most ``chunk`` examples, model inputs per forward call of
+    at most ``chunk``. Nothing of size N x S x D or N x k x D is ever held.
+    """
     x0 = inputs_t[0]
-    n, shapes = x0.shape[0], feature_shapes(inputs_t)
-    n_eps = len(eps)
-    dirs, undefined = _unit_directions(inputs_t, tangent_space, n_samples, seed)  # (N, 2, S, D), (N, 2, S)
-    per_example = 2 * n_eps * n_samples
-    total = n * per_example
+    n = x0.shape[0]
+    d = num_features(feature_shapes(inputs_t))
+    geometry_chunk = DRAW_BLOCK if chunk is None else min(chunk, DRAW_BLOCK)
+    eps_t = torch.tensor(eps, dtype=x0.dtype, device=x0.device)
+    results, undefined_parts = [], []
+    non_finite = 0
     with torch.no_grad(), preserved_state(forward_func, train=False):
-        x_flat = flatten_features([t.detach() for t in inputs_t])
-        eps_t = torch.tensor(eps, dtype=x_flat.dtype, device=x_flat.device)
-        clean = torch.cat(
-            [
-                _forward_scores(
-                    forward_func,
-                    tuple(t[sl].detach() for t in inputs_t),
-                    index_examples(additional_forward_args, torch.arange(sl.start, sl.stop), n),
-                    sl.stop - sl.start,
-                )
-                for sl in chunks(n, chunk)
-            ]
+        for block in range(-(-n // DRAW_BLOCK)):
+            raw_block = _block_draws(n, block, n_samples, d, x0.dtype, seed)
+            base = block * DRAW_BLOCK
+            for sl in chunks(raw_block.shape[0], geometry_chunk):
+                idx = slice(base + sl.start, base + sl.stop)
+                xs = tuple(t[idx] for t in inputs_t)
+                args = index_examples(additional_forward_args, torch.arange(idx.start, idx.stop), n)
+                dirs, undefined = _unit_directions(xs, tangent_space, raw_block[sl].to(x0.device))
+                change = _chunk_changes(forward_func, xs, dirs, eps_t, distance, chunk, args)
+                # nanmean: a rare draw whose part vanishes is left out; a part that always vanishes gives NaN.
+                # A model output that is not finite is never left out: its mean is NaN.
+                broken = torch.isnan(change) & ~undefined.unsqueeze(2)
+                mean = change.masked_fill(undefined.unsqueeze(2), math.nan).nanmean(3)
+                results.append(mean.masked_fill(broken.any(3), math.nan))
+                undefined_parts.append(undefined.all(2).any())
+                non_finite += int(broken.sum())
+    change = torch.cat(results)
+    if non_finite:
+        warnings.warn(
+            f"`forward_func` returned non-finite class scores for {non_finite} perturbed input(s); the robustness "
+            "of their examples is NaN",
+            RuntimeWarning,
+            stacklevel=3,
         )
-        changes = []
-        eps_view = eps_t.reshape(1, 1, n_eps, 1, 1)
-        # perturbed copies are laid out (example, part, epsilon, draw); a chunk is a contiguous range of
-        # them, built by broadcasting over the few examples it touches
-        for sl in chunks(total, chunk):
-            lo, hi = sl.start // per_example, -(-sl.stop // per_example)
-            block = torch.addcmul(x_flat[lo:hi, None, None, None, :], eps_view, dirs[lo:hi, :, None])
-            start = sl.start - lo * per_example
-            batch = block.reshape(-1, x_flat.shape[1])[start : start + sl.stop - sl.start]
-            m = batch.shape[0]
-            ex = torch.arange(sl.start, sl.stop, device=x_flat.device) // per_example
-            out = _forward_scores(
-                forward_func, unflatten_features(batch, shapes, [m]), index_examples(additional_forward_args, ex, n), m
-            )
-            changes.append(_distance(clean[ex], out, distance))
-        change = torch.cat(changes).reshape(n, 2, n_eps, n_samples)
-        # nanmean: a rare draw whose part vanishes is left out; a part that always vanishes gives NaN
-        change = change.masked_fill(undefined.unsqueeze(2), math.nan).nanmean(3)
-    if bool(undefined.all(2).any()):
+    if bool(torch.stack(undefined_parts).any()):
         warnings.warn(
             "Some random directions have no tangent or no orthogonal part (is the tangent space empty or "
             "full-dimensional at some inputs?); their robustness is NaN",
@@ -302,8 +379,10 @@ def manifold_robustness(
     Lakkaraju (NeurIPS 2023) show that models robust off the manifold (small ``off``) relative to
     on it have perceptually aligned gradients; ``relative = on / off`` summarises this.
 
-    All perturbed copies (examples x draws x epsilons x {on, off}) go through the model in one
-    batched pass, split into forward calls of at most ``max_examples_per_batch`` inputs.
+    The computation streams over the examples: the tangent geometry (bases, projections) of at
+    most ``max_examples_per_batch`` (and at most 64) examples at a time, and the perturbed copies
+    (examples x draws x epsilons x {on, off}) in forward calls of at most
+    ``max_examples_per_batch`` inputs, so memory does not grow with ``N``.
 
     Parameters
     ----------
@@ -322,13 +401,17 @@ def manifold_robustness(
     distance : {"softmax_l1", "kl"}
         Output change measure.
     max_examples_per_batch : int, optional
-        Most model inputs per forward call (like :func:`captum.metrics.infidelity`); all at once
-        if None. On the CPU, chunks of a few thousand small inputs run faster than one huge pass
-        (they stay in cache).
+        Most model inputs per forward call (like :func:`captum.metrics.infidelity`), and most
+        examples whose tangent basis is held at once; if None, the perturbed copies of up to 64
+        examples go through the model together. On the CPU, chunks of a few thousand small inputs
+        run faster than one huge pass (they stay in cache).
     seed : int or None
-        Seeds the directions: ``torch.randn(N, S, D, generator=torch.Generator().manual_seed(seed))``
-        drawn on the CPU in the inputs' dtype, so results do not depend on the device or on
-        ``max_examples_per_batch``. ``None`` draws the seed from torch's global generator.
+        Seeds the directions. They are drawn on the CPU in the inputs' dtype, per block of
+        ``DRAW_BLOCK`` = 64 examples: block :math:`b` (examples :math:`64b` to
+        :math:`64b + 63`) is ``torch.randn(m_b, S, D, generator=torch.Generator().manual_seed(block_seed(seed, b)))``
+        with ``block_seed`` (``seed`` itself for the first block), so results do not depend on
+        the device or on ``max_examples_per_batch``. ``None`` draws the seed from torch's global
+        generator.
     additional_forward_args : Any, optional
         Extra arguments of ``forward_func``; tensors with a batch dimension are per-example.
 
@@ -351,6 +434,7 @@ def manifold_robustness(
         forward_func, tangent_space, epsilons, n_samples, distance, max_examples_per_batch, seed
     )
     inputs_t = _check_robustness_inputs(inputs, tangent_space)
+    check_model_dtype(forward_func, inputs_t)
     on, off = _robustness_values(
         forward_func,
         inputs_t,
@@ -363,255 +447,3 @@ def manifold_robustness(
         additional_forward_args,
     )
     return ManifoldRobustness(on, off, torch.tensor(eps, dtype=on.dtype, device=on.device))
-
-
-class RobustnessAccumulator:
-    r"""Accumulate :func:`manifold_robustness` over a data loader (and over ranks).
-
-    ``update`` evaluates one batch with the same code as :func:`manifold_robustness` and adds the
-    per-example ``on`` and ``off`` changes to running sums; ``compute`` returns their means over
-    every example on every rank (summed with :func:`torch.distributed.all_reduce` when a process
-    group is initialised) as a :class:`ManifoldRobustness` with ``(1, E)`` fields, whose
-    ``relative`` is the ratio of the means:
-
-    .. math::
-
-        \overline{\text{on}}(\varepsilon) = \frac{1}{N}\sum_i \text{on}(x_i, \varepsilon), \qquad
-        \text{relative}(\varepsilon) = \overline{\text{on}}(\varepsilon) / \overline{\text{off}}(\varepsilon).
-
-    The ``b``-th update (counting from 0) on rank ``r`` of ``W`` uses directions seeded with
-    ``seed + b * W + r``, so batches and ranks never share directions and runs are repeatable.
-
-    Parameters
-    ----------
-    forward_func, tangent_space, epsilons, n_samples, distance, max_examples_per_batch :
-        As in :func:`manifold_robustness`.
-    seed : int
-        Base seed of the directions.
-
-    Examples
-    --------
-    >>> from captum_pags.manifold import LinearSubspace
-    >>> model = torch.nn.Linear(2, 2, bias=False)
-    >>> _ = model.weight.data.copy_(torch.tensor([[4.0, 0.0], [-4.0, 0.0]]))
-    >>> acc = RobustnessAccumulator(model, LinearSubspace(torch.tensor([[1.0, 0.0]])), [0.1, 0.2], n_samples=2)
-    >>> acc.update(torch.zeros(3, 2))
-    >>> acc.compute().on
-    tensor([[0.3799, 0.6640]])
-    """
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Tensor],
-        tangent_space: TangentSpace,
-        epsilons: float | Sequence[float] | Tensor,
-        n_samples: int = 10,
-        distance: Distance = "softmax_l1",
-        *,
-        max_examples_per_batch: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        check_int("seed", seed)
-        self._eps = _check_robustness_args(
-            forward_func, tangent_space, epsilons, n_samples, distance, max_examples_per_batch, seed
-        )
-        self.forward_func = forward_func
-        self.tangent_space = tangent_space
-        self.n_samples = n_samples
-        self.distance = distance
-        self.max_examples_per_batch = max_examples_per_batch
-        self.seed = seed
-        self._sums = RunningSums()
-        self._updates = 0
-        self._dtype: torch.dtype | None = None
-
-    @property
-    def epsilons(self) -> list[float]:
-        """The perturbation sizes."""
-        return list(self._eps)
-
-    def reset(self) -> None:
-        """Forget every batch seen so far (the seed sequence starts again)."""
-        self._sums.reset()
-        self._updates = 0
-
-    def update(self, inputs: TensorOrTuple, additional_forward_args: Any = None) -> None:
-        """Add one batch (same ``inputs`` and ``additional_forward_args`` as :func:`manifold_robustness`)."""
-        inputs_t = _check_robustness_inputs(inputs, self.tangent_space)
-        rank, world = distributed_world()
-        seed = self.seed + self._updates * world + rank
-        on, off = _robustness_values(
-            self.forward_func,
-            inputs_t,
-            self.tangent_space,
-            self._eps,
-            self.n_samples,
-            self.distance,
-            self.max_examples_per_batch,
-            seed,
-            additional_forward_args,
-        )
-        self._sums.update(torch.stack([on, off], dim=1))  # (N, 2, E)
-        self._updates += 1
-        self._dtype = on.dtype
-
-    def compute(self) -> ManifoldRobustness:
-        """Mean ``on`` and ``off`` changes ``(1, E)`` over everything seen (all ranks)."""
-        mean, _, _, _, _ = self._sums.mean_std()
-        mean = mean.to(self._dtype)
-        eps = torch.tensor(self._eps, dtype=mean.dtype, device=mean.device)
-        return ManifoldRobustness(mean[0:1], mean[1:2], eps)
-
-
-# ---------------------------------------------------------------------------------------- regimes
-def _as_series(name: str, value: Any, epsilon_index: int) -> tuple[Tensor | None, bool]:
-    """``(M,)`` float64 series of a metric and whether it was given for one model only."""
-    if value is None:
-        return None, False
-    single = (
-        isinstance(value, ManifoldRobustness)
-        or (isinstance(value, (int, float)) and not isinstance(value, bool))
-        or (isinstance(value, Tensor) and value.dim() == 0)
-    )
-    items = [value] if single else value
-    if not isinstance(items, (Tensor, Sequence)) and hasattr(items, "__array__"):  # NumPy arrays
-        items = torch.as_tensor(items.__array__(), dtype=torch.float64)
-        if items.dim() == 0:
-            items, single = items.reshape(1), True
-    if isinstance(items, Tensor):
-        if items.dim() != 1:
-            raise ValueError(f"Expected `{name}` to be a number or a 1-d series but got shape {tuple(items.shape)}")
-        items = items.tolist()
-    if not isinstance(items, Sequence) or isinstance(items, str) or len(items) == 0:
-        raise TypeError(f"Expected `{name}` to be a number, a non-empty sequence or a 1-d tensor but got {value!r}")
-    out = []
-    for v in items:
-        if isinstance(v, ManifoldRobustness):
-            summary = v.mean()
-            if not -summary.relative.shape[1] <= epsilon_index < summary.relative.shape[1]:
-                raise ValueError(
-                    f"Expected `epsilon_index` to index {summary.relative.shape[1]} epsilons but got {epsilon_index}"
-                )
-            v = float(summary.relative[0, epsilon_index])
-        elif isinstance(v, Tensor) and v.numel() == 1:
-            v = float(v.item())
-        elif isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError(f"Expected `{name}` to hold numbers but got {type(v).__name__}")
-        out.append(float(v))
-    return torch.tensor(out, dtype=torch.float64), single
-
-
-def robustness_regime(
-    relative_robustness: Any = None,
-    accuracy: Any = None,
-    alignment: Any = None,
-    *,
-    reference_accuracy: float | None = None,
-    max_accuracy_drop: float = 0.05,
-    alignment_tolerance: float = 0.1,
-    min_relative_robustness: float = 2.0,
-    epsilon_index: int = 0,
-) -> Regime | list[Regime]:
-    r"""Classify a model, or a sweep of models, as ``"weak"``, ``"bayes_aligned"`` or ``"excessive"``.
-
-    Srinivas, Bordt & Lakkaraju (NeurIPS 2023): as robustness regularization grows, perceptual
-    alignment first rises (weak robustness), peaks where the model's gradients match the Bayes
-    score difference (Bayes-aligned), then falls together with accuracy as the model becomes
-    robust on the manifold too (excessive robustness). A sweep is given as series sorted by
-    growing regularization strength; model :math:`i` is classified by the first rule that applies:
-
-    1. **excessive** if its accuracy dropped too far below the reference (by default the first,
-       least regularized model of the sweep):
-       :math:`\text{acc}_i < \text{acc}_\text{ref} - \text{max\_accuracy\_drop}`.
-    2. With ``alignment`` for two or more models: the peak :math:`p` is the most aligned model
-       among those not excluded by rule 1, and models "near the peak" have
-       :math:`a_i \ge a_p - \text{alignment\_tolerance}\cdot|a_p|`. A model *not* near the peak
-       is **weak** if it comes before the peak (:math:`i < p`) and **excessive** after it.
-    3. With ``relative_robustness``: a model with
-       :math:`\text{relative}_i < \text{min\_relative\_robustness}` (it reacts about as much off
-       the manifold as on it) is **weak** if it is at or before the peak, or if there is no peak
-       (no alignment given); after the peak it is **excessive** (robust on the manifold too).
-    4. Otherwise **bayes_aligned**.
-
-    Undefined (NaN) alignment or robustness values fail the "near the peak" and "robust enough"
-    tests. A single model needs ``relative_robustness``; its accuracy rule needs
-    ``reference_accuracy``. Without accuracy or alignment, excessive robustness can only be
-    recognised after a peak, so a single model is ``"weak"`` or ``"bayes_aligned"``.
-
-    Parameters
-    ----------
-    relative_robustness : float, sequence, array, Tensor, ManifoldRobustness or sequence of them, optional
-        ``(M,)`` relative off-manifold robustness (``on / off``); a :class:`ManifoldRobustness`
-        is summarised as ``result.mean().relative[0, epsilon_index]``.
-    accuracy : float, sequence, array or Tensor, optional
-        ``(M,)`` accuracies (fractions in [0, 1], or any consistent unit with ``max_accuracy_drop``).
-    alignment : float, sequence, array or Tensor, optional
-        ``(M,)`` mean perceptual (or tangent) alignment of each model.
-    reference_accuracy : float, optional
-        Accuracy of the unregularized model; defaults to ``accuracy[0]`` for a sweep.
-    max_accuracy_drop : float
-        Largest tolerated accuracy drop below the reference (absolute, same unit as ``accuracy``).
-    alignment_tolerance : float
-        Relative distance below the peak alignment still counted as "at the peak".
-    min_relative_robustness : float
-        Smallest ``on / off`` ratio of a model that is robust off the manifold.
-    epsilon_index : int
-        Which epsilon of :class:`ManifoldRobustness` inputs is used (default the smallest, first).
-
-    Returns
-    -------
-    str or list of str
-        One of :data:`REGIMES` per model; a single string when every metric was given for one model.
-
-    Examples
-    --------
-    >>> robustness_regime(alignment=[0.2, 0.5, 0.55, 0.3], accuracy=[0.98, 0.97, 0.96, 0.85])
-    ['weak', 'bayes_aligned', 'bayes_aligned', 'excessive']
-    >>> robustness_regime(relative_robustness=12.0)
-    'bayes_aligned'
-    """
-    check_positive("max_accuracy_drop", max_accuracy_drop, allow_zero=True)
-    check_positive("alignment_tolerance", alignment_tolerance, allow_zero=True)
-    check_positive("min_relative_robustness", min_relative_robustness, allow_zero=True)
-    check_int("epsilon_index", epsilon_index)
-    rel, rel_single = _as_series("relative_robustness", relative_robustness, epsilon_index)
-    acc, acc_single = _as_series("accuracy", accuracy, epsilon_index)
-    ali, ali_single = _as_series("alignment", alignment, epsilon_index)
-    given = {k: v for k, v in (("relative_robustness", rel), ("accuracy", acc), ("alignment", ali)) if v is not None}
-    if rel is None and ali is None:
-        raise ValueError("Expected `relative_robustness` or `alignment` (or both) but got neither")
-    lengths = {k: int(v.shape[0]) for k, v in given.items()}
-    if len(set(lengths.values())) != 1:
-        raise ValueError(f"Expected every given series to describe the same number of models but got {lengths}")
-    m = next(iter(lengths.values()))
-    if m == 1 and rel is None:
-        raise ValueError(
-            "Expected `relative_robustness` for a single model (its alignment has no peak to compare with) but got None"
-        )
-    if reference_accuracy is not None:
-        reference_accuracy = check_positive("reference_accuracy", reference_accuracy, allow_zero=True)
-    elif acc is not None:
-        if m == 1:
-            raise ValueError("Expected `reference_accuracy` to judge a single model's accuracy but got None")
-        reference_accuracy = float(acc[0])
-
-    excessive = torch.zeros(m, dtype=torch.bool)
-    if acc is not None:
-        excessive |= ~(acc >= reference_accuracy - max_accuracy_drop)
-    regimes: list[str | None] = ["excessive" if e else None for e in excessive.tolist()]
-    peak: int | None = None
-    if ali is not None and m > 1:
-        candidates = torch.where(excessive | torch.isnan(ali), torch.full_like(ali, -math.inf), ali)
-        if bool(torch.isfinite(candidates).any()):
-            peak = int(torch.argmax(candidates))
-            near = ali >= ali[peak] - alignment_tolerance * abs(float(ali[peak]))
-            for i in range(m):
-                if regimes[i] is None and not bool(near[i]):
-                    regimes[i] = "weak" if i < peak else "excessive"
-    if rel is not None:
-        for i in range(m):
-            if regimes[i] is None and not bool(rel[i] >= min_relative_robustness):
-                regimes[i] = "excessive" if peak is not None and i > peak else "weak"
-    out = [r if r is not None else "bayes_aligned" for r in regimes]
-    single = m == 1 and all(s for s, v in ((rel_single, rel), (acc_single, acc), (ali_single, ali)) if v is not None)
-    return out[0] if single else out  # type: ignore[return-value]

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..scores.diffusers import DiffusersScore, TimestepRule
+from ..scores.load import SHIPPED_SCORE_MODELS
 
 __all__ = ["DIGITS16_NULL_CLASS", "DIGITS16_SCORE_WEIGHTS", "digits16_score_unet", "load_digits16_score_model"]
 
 #: Label embedding used for "no class" (labels 0..9 are the digits).
 DIGITS16_NULL_CLASS = 10
 #: Directory of the shipped weights (``DiffusersScore.save_pretrained`` layout).
-DIGITS16_SCORE_WEIGHTS = Path(__file__).resolve().parent / "weights" / "digits16_score"
+DIGITS16_SCORE_WEIGHTS = SHIPPED_SCORE_MODELS["digits16"]
 
 
 def digits16_score_unet() -> Any:

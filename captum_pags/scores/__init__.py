@@ -9,6 +9,8 @@ from .analytic import (
 from .base import ScoreModel, format_target
 from .denoiser import DenoiserScore
 from .diffusers import DiffusersScore, NoiseLevel
+from .load import load_score_model
+from .pair import ScorePair
 
 __all__ = [
     "AnalyticMixtureScore",
@@ -18,6 +20,8 @@ __all__ = [
     "GaussianMixtureScore",
     "NoiseLevel",
     "ScoreModel",
+    "ScorePair",
     "SubspaceGaussianMixtureScore",
     "format_target",
+    "load_score_model",
 ]

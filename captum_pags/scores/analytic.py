@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .._kernel._linalg import orthonormal_rows
 from .._kernel._validation import check_positive, check_tensor
-from .base import ScoreModel
+from .base import ScoreModel, promote_inputs
 
 __all__ = ["AnalyticMixtureScore", "BayesOptimalClassifier", "GaussianMixtureScore", "SubspaceGaussianMixtureScore"]
 
@@ -23,9 +23,32 @@ def _check_weights(weights: Tensor | None, c: int) -> Tensor:
     if weights is None:
         return torch.full((c,), 1.0 / c, dtype=torch.float64)
     w = torch.as_tensor(weights, dtype=torch.float64)
-    if w.shape != (c,) or bool((w <= 0).any()):
-        raise ValueError(f"Expected `weights` to be {c} positive numbers but got {w.tolist()}")
+    if w.shape != (c,) or not bool(torch.isfinite(w).all()) or bool((w <= 0).any()):
+        raise ValueError(f"Expected `weights` to be {c} finite positive numbers but got {w.tolist()}")
     return w / w.sum()
+
+
+def _finite64(name: str, value: Tensor) -> Tensor:
+    """``value`` as float64 after checking it holds real, finite numbers (parameters, not data)."""
+    check_tensor(name, value)
+    if value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(f"Expected `{name}` to hold real numbers but got dtype {value.dtype}")
+    out = value.detach().to(torch.float64)
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(f"Expected `{name}` to hold finite values but it contains NaN or inf")
+    return out
+
+
+def _polar_rows(vectors: Tensor) -> Tensor:
+    r"""The orthonormal rows nearest to ``vectors``: :math:`Q = (VV^\top)^{-1/2} V = UW^\top`, :math:`V = USW^\top`.
+
+    Unlike the right singular vectors (which rotate the rows arbitrarily within their span), this
+    keeps rows that are already orthonormal as they are, so ``means`` given in the coordinates of
+    the user's basis stay in those coordinates.
+    """
+    orthonormal_rows(vectors, name="basis")  # refuses rank-deficient bases with the kernel's threshold
+    u, _, vh = torch.linalg.svd(vectors, full_matrices=False)
+    return u @ vh
 
 
 class AnalyticMixtureScore(ScoreModel):
@@ -40,6 +63,8 @@ class AnalyticMixtureScore(ScoreModel):
         \nabla \log p_\sigma(x) = \sum_c w_c(x)\, \nabla \log p_\sigma(x \mid c),
 
     with posterior weights :math:`w_c(x) = p_\sigma(c \mid x)`. ``sigma = 0`` is allowed.
+    Everything is computed in float64 and returned in the inputs' floating dtype (the default
+    float dtype for integer inputs); NaN or inf parameters are refused on construction.
     Subclasses implement ``_class_terms(x, sigma)``, returning the per-class log-likelihoods
     ``(N, C)`` and scores ``(N, C, D)``.
 
@@ -68,25 +93,43 @@ class AnalyticMixtureScore(ScoreModel):
     def _class_terms(self, x: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
         """Return ``(log p_sigma(x | c), score_c(x))`` shaped ``(N, C)`` and ``(N, C, D)``."""
 
+    def _log_likelihoods64(self, inputs: Tensor, sigma: float) -> tuple[Tensor, torch.dtype]:
+        """Validated float64 ``log p_sigma(x | c)`` ``(N, C)`` and the dtype to return results in."""
+        sigma, _ = self.check_call(inputs, sigma, None)
+        x = promote_inputs(inputs)
+        return self._class_terms(x.reshape(x.shape[0], -1).double(), sigma)[0], x.dtype
+
     def class_log_likelihoods(self, inputs: Tensor, sigma: float = 0.0) -> Tensor:
         r"""Exact :math:`\log p_\sigma(x \mid c)` for every class, shape ``(N, C)``."""
-        sigma, _ = self.check_call(inputs, sigma, None)
-        return self._class_terms(inputs.reshape(inputs.shape[0], -1), sigma)[0]
+        ll, dtype = self._log_likelihoods64(inputs, sigma)
+        return ll.to(dtype)
 
     def log_prob(self, inputs: Tensor, sigma: float = 0.0) -> Tensor:
-        r"""Exact :math:`\log p_\sigma(x)`, shape ``(N,)``."""
-        ll = self.class_log_likelihoods(inputs, sigma)
-        return torch.logsumexp(ll + self.log_weights.to(ll), dim=1)
+        r"""Exact :math:`\log p_\sigma(x) = \log \sum_c \pi_c\, p_\sigma(x \mid c)`, shape ``(N,)``."""
+        ll, dtype = self._log_likelihoods64(inputs, sigma)
+        return torch.logsumexp(ll + self.log_weights.to(ll), dim=1).to(dtype)
+
+    def log_posterior(self, inputs: Tensor, sigma: float = 0.0) -> Tensor:
+        r"""Exact :math:`\log p_\sigma(c \mid x) = \log \pi_c + \log p_\sigma(x \mid c) - \log p_\sigma(x)`, ``(N, C)``.
+
+        Examples
+        --------
+        >>> mix = GaussianMixtureScore(torch.tensor([[-1.0], [1.0]]), torch.eye(1), torch.tensor([3.0, 1.0]))
+        >>> mix.log_posterior(torch.tensor([[0.0]])).exp()  # at the midpoint: the priors
+        tensor([[0.7500, 0.2500]])
+        """
+        ll, dtype = self._log_likelihoods64(inputs, sigma)
+        return torch.log_softmax(ll + self.log_weights.to(ll), dim=1).to(dtype)
 
     def _score(self, inputs: Tensor, sigma: float, target: Tensor | None) -> Tensor:
-        x = inputs.reshape(inputs.shape[0], -1)
+        x = inputs.reshape(inputs.shape[0], -1).double()
         ll, scores = self._class_terms(x, sigma)
         if target is None:
             w = torch.softmax(ll + self.log_weights.to(ll), dim=1)
             out = torch.einsum("nc,ncd->nd", w, scores)
         else:
             out = scores[torch.arange(x.shape[0], device=x.device), target]
-        return out.reshape(inputs.shape)
+        return out.reshape(inputs.shape).to(inputs.dtype)
 
 
 class GaussianMixtureScore(AnalyticMixtureScore):
@@ -110,13 +153,13 @@ class GaussianMixtureScore(AnalyticMixtureScore):
     """
 
     def __init__(self, means: Tensor, covariances: Tensor, weights: Tensor | None = None) -> None:
-        check_tensor("means", means)
-        check_tensor("covariances", covariances)
+        means, cov = _finite64("means", means), _finite64("covariances", covariances)
+        if means.dim() < 2 or means.shape[0] == 0:
+            raise ValueError(f"Expected `means` to have shape (C, D) or (C, *shape) but got {tuple(means.shape)}")
         c = means.shape[0]
         super().__init__(c, means.shape[1:], weights)
         d = self.num_features
-        self.means = means.reshape(c, d).double()
-        cov = covariances.double()
+        self.means = means.reshape(c, d)
         if cov.shape == (d, d):
             cov = cov.expand(c, d, d)
         if cov.shape != (c, d, d):
@@ -165,7 +208,9 @@ class SubspaceGaussianMixtureScore(AnalyticMixtureScore):
     Parameters
     ----------
     basis : Tensor
-        ``(k, D)`` or ``(k, *shape)``; orthonormalised on construction.
+        ``(k, D)`` or ``(k, *shape)``; orthonormalised on construction to the nearest orthonormal
+        rows (:math:`(BB^\top)^{-1/2}B`), so an orthonormal basis is kept as given and ``means``
+        are coordinates along its rows.
     means : Tensor
         ``(C, k)`` class means in subspace coordinates.
     stds : Tensor or float
@@ -193,8 +238,7 @@ class SubspaceGaussianMixtureScore(AnalyticMixtureScore):
         weights: Tensor | None = None,
         input_shape: Sequence[int] | None = None,
     ) -> None:
-        check_tensor("basis", basis)
-        check_tensor("means", means)
+        basis, means = _finite64("basis", basis), _finite64("means", means)
         k = basis.shape[0]
         if means.dim() != 2 or means.shape[1] != k:
             raise ValueError(f"Expected `means` to have shape (C, {k}) but got {tuple(means.shape)}")
@@ -205,9 +249,9 @@ class SubspaceGaussianMixtureScore(AnalyticMixtureScore):
                 f"Expected `input_shape` {tuple(shape)} to have {basis[0].numel()} elements like `basis` rows"
             )
         super().__init__(c, shape, weights)
-        self.basis = orthonormal_rows(basis.reshape(k, -1).double(), name="basis")
-        self.means = means.double()
-        s = torch.as_tensor(stds, dtype=torch.float64)
+        self.basis = _polar_rows(basis.reshape(k, -1))
+        self.means = means
+        s = _finite64("stds", torch.as_tensor(stds))
         if s.dim() == 0:
             s = s.expand(c, k)
         elif s.dim() == 1 and s.shape[0] == c:
@@ -279,5 +323,4 @@ class BayesOptimalClassifier(nn.Module):
 
     def forward(self, inputs: Tensor) -> Tensor:
         """Log-posteriors ``(N, C)`` of ``(N, *shape)`` inputs."""
-        ll = self.mixture.class_log_likelihoods(inputs, self.sigma)
-        return torch.log_softmax(ll + self.mixture.log_weights.to(ll), dim=1)
+        return self.mixture.log_posterior(inputs, self.sigma)

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from .._kernel._tensors import chunked_map
-from .._kernel._validation import check_batch, check_positive, check_tensor
+from .._kernel._validation import check_batch, check_choice, check_int, check_positive, check_tensor
 
 TargetLike = None | int | Tensor | list
+ScoreKind = Literal["conditional", "unconditional", "bayes"]
+#: The three score maps a model may give (see :meth:`ScoreModel.check_supports`).
+SCORE_KINDS: tuple[str, ...] = ("conditional", "unconditional", "bayes")
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+#: How far (in data-range widths) inputs may stray outside a learned model's ``data_range``.
+RANGE_SLACK = 1.0
+#: How many noise standard deviations inputs may stray beyond that.
+RANGE_SIGMAS = 6.0
 
-__all__ = ["ScoreModel", "format_target"]
+__all__ = ["SCORE_KINDS", "ScoreKind", "ScoreModel", "format_target", "promote_inputs"]
 
 
 def format_target(target: TargetLike, n: int, device: torch.device, num_classes: int | None) -> Tensor | None:
@@ -35,7 +43,7 @@ def format_target(target: TargetLike, n: int, device: torch.device, num_classes:
         t = torch.full((n,), target, dtype=torch.long, device=device)
     elif isinstance(target, (list, tuple, Tensor)):
         t = torch.as_tensor(target, device=device)
-        if t.is_floating_point() or t.is_complex():
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
             raise TypeError(f"Expected `target` to hold integer labels but got dtype {t.dtype}")
         t = t.long()
         if t.dim() == 0:
@@ -51,6 +59,19 @@ def format_target(target: TargetLike, n: int, device: torch.device, num_classes:
     return t
 
 
+def promote_inputs(inputs: Tensor) -> Tensor:
+    """Integer inputs as floats of the default dtype (never truncated, uint8 never wraps); floats unchanged.
+
+    Examples
+    --------
+    >>> promote_inputs(torch.tensor([[0, 255]], dtype=torch.uint8))
+    tensor([[  0., 255.]])
+    """
+    if inputs.is_complex() or inputs.dtype == torch.bool:
+        raise TypeError(f"Expected `inputs` to be a real floating or integer tensor but got dtype {inputs.dtype}")
+    return inputs if inputs.is_floating_point() else inputs.to(torch.get_default_dtype())
+
+
 class ScoreModel(ABC):
     r"""Score of the data density smoothed by Gaussian noise of standard deviation :math:`\sigma`.
 
@@ -64,6 +85,10 @@ class ScoreModel(ABC):
     data units. Tweedie's formula links the score to the optimal denoiser (:meth:`denoise`):
     :math:`D(x, \sigma) = \mathbb{E}[x_0 \mid x] = x + \sigma^2 s_\sigma(x)`.
 
+    Integer inputs are promoted to floats (never truncated); ``float16``/``bfloat16`` inputs are
+    evaluated in ``float32`` and the score is returned in the input dtype (a score too large for
+    it is refused, never returned as ``inf``).
+
     Attributes
     ----------
     num_classes : int or None
@@ -71,7 +96,10 @@ class ScoreModel(ABC):
     supports_unconditional : bool
         Whether ``target=None`` is allowed.
     input_shape : torch.Size or None
-        Per-example input shape, if fixed.
+        Per-example input shape, if fixed (checked on every call, before any work).
+    data_range : tuple of float or None
+        Range of the data the model was trained on, in the user's units, if known. Inputs far
+        outside it are refused (see :meth:`check_call`).
 
     Examples
     --------
@@ -87,8 +115,49 @@ class ScoreModel(ABC):
     num_classes: int | None = None
     supports_unconditional: bool = True
     input_shape: torch.Size | None = None
+    data_range: tuple[float, float] | None = None
     #: Whether ``sigma = 0`` is a valid noise level (exact densities allow it).
     allows_zero_sigma: bool = False
+
+    # ------------------------------------------------------------------ capabilities
+    @property
+    def supports_conditional(self) -> bool:
+        r"""Whether class-conditional scores :math:`\nabla \log p_\sigma(x \mid y)` are available."""
+        return self.num_classes is not None
+
+    @property
+    def supports_bayes(self) -> bool:
+        """Whether the Bayes score difference (conditional minus unconditional) is available."""
+        return self.supports_conditional and self.supports_unconditional
+
+    def check_supports(self, kind: ScoreKind, *, name: str = "score") -> None:
+        """Raise a :class:`ValueError` saying what to supply if this model cannot give ``kind``.
+
+        Parameters
+        ----------
+        kind : {"conditional", "unconditional", "bayes"}
+            The score map wanted.
+        name : str
+            The caller's argument that asked for it (named in the message).
+
+        Examples
+        --------
+        >>> from captum_pags.scores import GaussianMixtureScore
+        >>> GaussianMixtureScore(torch.zeros(2, 1), torch.eye(1)).check_supports("bayes")
+        """
+        check_choice(name, kind, SCORE_KINDS)
+        if kind != "unconditional" and not self.supports_conditional:
+            raise ValueError(
+                f"Expected a class-conditional `score_model` for {name}={kind!r} but {type(self).__name__} is "
+                "unconditional (no class labels); pass a class-conditional model as well, e.g. "
+                "`ScorePair(conditional, unconditional)` or `load_score_model(conditional_path, unconditional=...)`"
+            )
+        if kind != "conditional" and not self.supports_unconditional:
+            raise ValueError(
+                f"Expected a `score_model` with unconditional scores for {name}={kind!r} but "
+                f"{type(self).__name__} is class-conditional without a null label; pass an unconditional "
+                "model as well (`unconditional=`), e.g. `ScorePair(conditional, unconditional)`"
+            )
 
     @property
     def sigma_range(self) -> tuple[float, float]:
@@ -148,31 +217,74 @@ class ScoreModel(ABC):
         """
         return self.check_sigma(sigma)
 
+    def at_exact_sigma(self, sigma: float) -> ScoreModel | None:
+        """A score model that evaluates exactly ``sigma`` (this one or a view of it), or ``None`` if none can.
+
+        :class:`~captum_pags.scores.ScorePair` uses it to evaluate two models at one common noise
+        level. By default: ``self`` when :meth:`resolve_sigma` keeps ``sigma``, else ``None``;
+        models on a noise grid that can also interpolate it override this.
+        """
+        try:
+            used = self.resolve_sigma(sigma)
+        except ValueError:
+            return None
+        return self if math.isclose(used, sigma, rel_tol=1e-12, abs_tol=0.0) else None
+
     def check_call(self, inputs: Any, sigma: Any, target: TargetLike) -> tuple[float, Tensor | None]:
-        """Validate a call's ``inputs``, ``sigma`` and ``target``; return the noise level and ``(N,)`` labels or None.
+        r"""Validate a call's ``inputs``, ``sigma`` and ``target``; return the noise level and ``(N,)`` labels or None.
+
+        Every check is cheap and runs before the model is evaluated: the per-example shape
+        (:attr:`input_shape`), the dtype (real numbers), finite values, the noise level, the
+        labels (integers in ``[0, num_classes)``, one per example) and the values' range:
+
+        **Range rule.** A model with a known :attr:`data_range` :math:`[l, h]` (width
+        :math:`w = h - l`) refuses inputs with values outside
+        :math:`[l - w - 6\sigma,\ h + w + 6\sigma]`. Noisy or perturbed points legitimately leave
+        :math:`[l, h]` a little; values beyond a whole range width (plus six noise standard
+        deviations) mean the data are in other units than the model's, e.g. 0..255 images for a
+        [0, 1] model, whose scores would be silently wrong.
 
         Callers that evaluate :meth:`raw_score` inside their own loops (e.g. under
         :mod:`torch.func`) validate once with this method first.
         """
         check_tensor("inputs", inputs)
+        promote_inputs(inputs)  # dtype check only
         n = check_batch("inputs", [inputs])
         if self.input_shape is not None and tuple(inputs.shape[1:]) != tuple(self.input_shape):
             raise ValueError(
-                f"Expected `inputs` to have per-example shape {tuple(self.input_shape)} but got "
-                f"{tuple(inputs.shape[1:])}"
+                f"Expected `inputs` to have per-example shape {tuple(self.input_shape)} (the shape this score "
+                f"model was built for) but got {tuple(inputs.shape[1:])}"
             )
         sigma = self.check_sigma(sigma)
-        if target is not None and self.num_classes is None:
+        if target is not None and not self.supports_conditional:
             raise ValueError(
-                "Expected `target=None` for this unconditional score model but got a target; "
-                "a conditional score needs a class-conditional model"
+                f"Expected `target=None` for this unconditional score model ({type(self).__name__}) but got a "
+                "target; for class-conditional scores pass a class-conditional model as well, e.g. "
+                "`ScorePair(conditional, unconditional)`"
             )
         if target is None and not self.supports_unconditional:
             raise ValueError(
-                "Expected `target` (class labels) because this model has no unconditional score "
-                "(e.g. it was trained without a null label)"
+                f"Expected `target` (class labels): {type(self).__name__} is class-conditional without a null "
+                "label, so it has no unconditional score; pass an unconditional model as well "
+                "(`unconditional=`), e.g. `ScorePair(conditional, unconditional)`"
             )
-        return sigma, format_target(target, n, inputs.device, self.num_classes)
+        labels = format_target(target, n, inputs.device, self.num_classes)
+        self._check_range(inputs, sigma)
+        return sigma, labels
+
+    def _check_range(self, inputs: Tensor, sigma: float) -> None:
+        if self.data_range is None:
+            return
+        low, high = self.data_range
+        pad = RANGE_SLACK * (high - low) + RANGE_SIGMAS * sigma
+        lo, hi = float(inputs.detach().min()), float(inputs.detach().max())
+        if lo < low - pad or hi > high + pad:
+            raise ValueError(
+                f"Expected `inputs` in the score model's data range [{low:g}, {high:g}] (values up to one range "
+                f"width plus 6 sigma outside it are accepted, i.e. [{low - pad:g}, {high + pad:g}]) but got values "
+                f"in [{lo:g}, {hi:g}]; are the data in other units (e.g. 0..255)? Rescale them or give the score "
+                "model the data's `data_range`"
+            )
 
     # ------------------------------------------------------------------ public API
     def score(
@@ -183,7 +295,8 @@ class ScoreModel(ABC):
         Parameters
         ----------
         inputs : Tensor
-            ``(N, *shape)`` points in the user's data units.
+            ``(N, *shape)`` points in the user's data units. Integer tensors are promoted to
+            floats; ``float16``/``bfloat16`` ones are evaluated in ``float32``.
         sigma : float
             Noise level (standard deviation, user units).
         target : int, list of int or Tensor, optional
@@ -195,12 +308,42 @@ class ScoreModel(ABC):
         Returns
         -------
         Tensor
-            ``(N, *shape)`` on the inputs' device.
+            ``(N, *shape)`` on the inputs' device, in the inputs' floating dtype (the default
+            float dtype for integer inputs).
         """
         sigma, t = self.check_call(inputs, sigma, target)
+        if batch_size is not None:
+            check_int("batch_size", batch_size, minimum=1)
+        x = promote_inputs(inputs)
+        out_dtype = x.dtype
+        if out_dtype in _LOW_PRECISION:
+            x = x.float()
         if t is None:
-            return chunked_map(lambda x: self._score(x, sigma, None), inputs, chunk_size=batch_size)
-        return chunked_map(lambda x, y: self._score(x, sigma, y), inputs, t, chunk_size=batch_size)
+            out = chunked_map(lambda xc: self._score(xc, sigma, None), x, chunk_size=batch_size)
+        else:
+            out = chunked_map(lambda xc, yc: self._score(xc, sigma, yc), x, t, chunk_size=batch_size)
+        return _cast_result(out, out_dtype)
+
+    def bayes_score(self, inputs: Tensor, sigma: float, target: TargetLike, *, batch_size: int | None = None) -> Tensor:
+        r"""The Bayes score difference :math:`\nabla_x \log p_\sigma(x \mid y) - \nabla_x \log p_\sigma(x)`.
+
+        Equal to :math:`\nabla_x \log p_\sigma(y \mid x)`, the input gradient of the Bayes-optimal
+        classifier of the smoothed data (Srinivas, Bordt & Lakkaraju, NeurIPS 2023). Both terms are
+        evaluated at the same noise level, :meth:`resolve_sigma`. Same parameters and return shape
+        as :meth:`score`; ``target`` is required.
+
+        Examples
+        --------
+        >>> from captum_pags.scores import GaussianMixtureScore
+        >>> mixture = GaussianMixtureScore(torch.tensor([[-1.0], [1.0]]), torch.eye(1))
+        >>> mixture.bayes_score(torch.tensor([[0.0]]), sigma=1.0, target=1)
+        tensor([[0.5000]])
+        """
+        self.check_supports("bayes")
+        if target is None:
+            raise ValueError("Expected `target` (class labels) for the Bayes score difference but got None")
+        conditional = self.score(inputs, sigma, target, batch_size=batch_size)
+        return conditional - self.score(inputs, sigma, None, batch_size=batch_size)
 
     def denoise(
         self, inputs: Tensor, sigma: float, target: TargetLike = None, *, batch_size: int | None = None
@@ -211,4 +354,17 @@ class ScoreModel(ABC):
         evaluated (:meth:`resolve_sigma`).
         """
         sigma_f = self.check_sigma(sigma)
-        return inputs + self.resolve_sigma(sigma_f) ** 2 * self.score(inputs, sigma_f, target, batch_size=batch_size)
+        score = self.score(inputs, sigma_f, target, batch_size=batch_size)
+        return promote_inputs(inputs).to(score.dtype) + self.resolve_sigma(sigma_f) ** 2 * score
+
+
+def _cast_result(out: Tensor, dtype: torch.dtype) -> Tensor:
+    if out.dtype == dtype:
+        return out
+    cast = out.to(dtype)
+    if dtype in _LOW_PRECISION and not bool(torch.isfinite(cast).all()) and bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"Expected scores representable in the inputs' dtype {dtype} but they overflow it (largest magnitude "
+            f"{float(out.abs().max()):.3g}); pass float32 `inputs`"
+        )
+    return cast

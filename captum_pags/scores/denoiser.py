@@ -3,6 +3,7 @@ r"""Scores of EDM-style denoisers :math:`D(x; \sigma)` by Tweedie's formula."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from torch import Tensor
 from .._kernel._model_state import preserved_state
 from .._kernel._validation import check_int
 from ._convert import AffineUnits, check_null_class, check_range, embedding_labels, model_device_dtype, output_tensor
+from ._files import load_program
 from .base import ScoreModel
 
 __all__ = ["DenoiserScore"]
@@ -94,6 +96,7 @@ class DenoiserScore(ScoreModel):
             self.units = AffineUnits((0.0, 1.0), (0.0, 1.0))
         else:
             self.units = AffineUnits(check_range("data_range", data_range), check_range("model_range", model_range))
+        self._data_range = None if data_range is None else self.units.data_range
         self._sigma_range = _check_sigma_range(sigma_range)
         self.input_shape = None if input_shape is None else torch.Size(input_shape)
 
@@ -101,6 +104,44 @@ class DenoiserScore(ScoreModel):
     def sigma_range(self) -> tuple[float, float]:
         """Noise levels (user units) the denoiser may be evaluated at."""
         return self._sigma_range
+
+    @property
+    def data_range(self) -> tuple[float, float] | None:  # type: ignore[override]
+        """The user's data range when ``data_range``/``model_range`` were given, else ``None`` (unknown)."""
+        return self._data_range
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str | torch.device | None = None, **kwargs: Any) -> DenoiserScore:
+        """Load a denoiser ``D(x, sigma[, class_labels])`` saved as TorchScript or as a ``torch.export`` program.
+
+        TorchScript (:func:`torch.jit.save`, from ``torch.jit.script`` or ``torch.jit.trace``) and
+        exported programs (:func:`torch.export.save`, ``.pt2``; export with a dynamic batch
+        dimension to score batches of any size) are both loaded without unpickling Python objects.
+        The file holds only the network: what it means (classes, null label, units, shape) comes
+        from ``kwargs``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The saved program.
+        device : str or torch.device, optional
+            Where to load it (default: where it was saved).
+        **kwargs
+            Settings of :class:`DenoiserScore` (``num_classes``, ``null_class``,
+            ``one_hot_labels``, ``data_range``, ``model_range``, ``sigma_range``, ``input_shape``).
+
+        Returns
+        -------
+        DenoiserScore
+
+        Examples
+        --------
+        >>> DenoiserScore.load("missing.pt")
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected `path` to be an existing file but got 'missing.pt'
+        """
+        return cls(load_program(path, device), **kwargs)
 
     def _score(self, inputs: Tensor, sigma: float, target: Tensor | None) -> Tensor:
         device, dtype = model_device_dtype(self.denoiser, inputs)
@@ -124,7 +165,7 @@ class DenoiserScore(ScoreModel):
 
     def to_config(self) -> dict[str, Any]:
         """The wrapper's settings as a JSON-serialisable dict."""
-        identity = self.units.is_identity
+        identity = self._data_range is None
         return {
             "num_classes": self.num_classes,
             "null_class": self.null_class,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +23,7 @@ from ._convert import (
     model_device_dtype,
     output_tensor,
 )
+from ._files import SCORE_CONFIG_NAME, check_diffusers_layout, save_diffusers_parts, saved_diffusers_class
 from .base import ScoreModel, TargetLike
 
 __all__ = ["SCORE_CONFIG_NAME", "DiffusersScore", "NoiseLevel"]
@@ -33,8 +32,6 @@ PredictionType = Literal["epsilon", "v_prediction", "sample"]
 TimestepRule = Literal["nearest", "interpolate"]
 PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v_prediction", "sample")
 TIMESTEP_RULES: tuple[str, ...] = ("nearest", "interpolate")
-#: File (next to the ``unet/`` and ``scheduler/`` folders) holding :meth:`DiffusersScore.to_config`.
-SCORE_CONFIG_NAME = "score_config.json"
 _CONFIG_KEYS = ("data_range", "model_range", "null_class", "timestep_rule", "prediction_type")
 _LEARNED_VARIANCE = ("learned", "learned_range")
 
@@ -177,6 +174,9 @@ class DiffusersScore(ScoreModel):
             self.num_classes = self.num_class_embeds - (self.null_class is not None)
             self.supports_unconditional = self.null_class is not None
         self.in_channels: int | None = config_value(unet, "in_channels")
+        self.sample_size: tuple[int, int] | None = _sample_size(config_value(unet, "sample_size"))
+        if self.in_channels is not None and self.sample_size is not None:
+            self.input_shape = torch.Size((self.in_channels, *self.sample_size))
         self._learned_variance = config_value(scheduler, "variance_type") in _LEARNED_VARIANCE
         self._set_schedule(alphas_cumprod)
 
@@ -191,6 +191,23 @@ class DiffusersScore(ScoreModel):
         if bool((log_sigmas.diff() <= 0).any()):
             raise ValueError("Expected `scheduler.alphas_cumprod` to be strictly decreasing over its timesteps")
         self._timesteps, self._alphas_cumprod, self._log_sigmas = timesteps, abar, log_sigmas
+
+    @property
+    def data_range(self) -> tuple[float, float]:  # type: ignore[override]
+        """Range of the user's data that is mapped onto the model's ``model_range``."""
+        return self.units.data_range
+
+    def replace(self, **changes: Any) -> DiffusersScore:
+        """A wrapper of the same UNet and scheduler with some settings changed (see :meth:`to_config`).
+
+        Examples
+        --------
+        >>> from captum_pags.models import load_digits16_score_model
+        >>> model = load_digits16_score_model().replace(timestep_rule="interpolate")
+        >>> model.resolve_sigma(0.25)
+        0.25
+        """
+        return type(self)(self.unet, self.scheduler, **{**self.to_config(), **changes})
 
     # ------------------------------------------------------------------ noise levels
     @property
@@ -237,17 +254,37 @@ class DiffusersScore(ScoreModel):
         """The noise level (user units) actually evaluated for ``sigma`` (see :meth:`noise_level`)."""
         return self.noise_level(sigma).sigma
 
+    def at_exact_sigma(self, sigma: float) -> ScoreModel | None:
+        """Self if ``sigma`` is on the grid, else a ``timestep_rule="interpolate"`` view if the UNet allows it."""
+        exact = super().at_exact_sigma(sigma)
+        if exact is not None or self.timestep_rule == "interpolate":
+            return exact
+        if config_value(self.unet, "time_embedding_type") == "learned":
+            return None
+        return self.replace(timestep_rule="interpolate").at_exact_sigma(sigma)
+
     # ------------------------------------------------------------------ evaluation
     def check_call(self, inputs: Any, sigma: Any, target: TargetLike) -> tuple[float, Tensor | None]:
-        """Validate as :meth:`ScoreModel.check_call`, and the channel count against the UNet's ``in_channels``."""
-        result = super().check_call(inputs, sigma, target)
-        c = self.in_channels
-        if c is not None and (inputs.dim() < 2 or inputs.shape[1] != c):
-            raise ValueError(
-                f"Expected `inputs` to have {c} channel(s) (the model's in_channels), shaped (N, {c}, ...), "
-                f"but got shape {tuple(inputs.shape)}"
-            )
-        return result
+        """Validate as :meth:`ScoreModel.check_call`, and the shape against the UNet's config.
+
+        The channel count must be the UNet's ``in_channels`` and the spatial size its
+        ``sample_size`` (the size it was trained at), read from ``unet.config``.
+        """
+        if isinstance(inputs, Tensor):
+            c = self.in_channels
+            if c is not None and (inputs.dim() < 2 or inputs.shape[1] != c):
+                raise ValueError(
+                    f"Expected `inputs` to have {c} channel(s) (the model's in_channels), shaped (N, {c}, ...), "
+                    f"but got shape {tuple(inputs.shape)}"
+                )
+            size = self.sample_size
+            if size is not None and tuple(inputs.shape[2:]) != size:
+                raise ValueError(
+                    f"Expected `inputs` of spatial size {size[0]}x{size[1]} (the UNet's sample_size, the size it "
+                    f"was trained at) but got shape {tuple(inputs.shape)}; resize the data or use a score model "
+                    "trained at this size"
+                )
+        return super().check_call(inputs, sigma, target)
 
     def _epsilon(self, out: Tensor, x_t: Tensor, level: NoiseLevel) -> Tensor:
         sqrt_ab, sqrt_1m = math.sqrt(level.alpha_cumprod), math.sqrt(1.0 - level.alpha_cumprod)
@@ -265,7 +302,8 @@ class DiffusersScore(ScoreModel):
         if self.timestep_rule == "nearest":
             timesteps = torch.full((n,), int(level.timestep), dtype=torch.long, device=device)
         else:
-            timesteps = torch.full((n,), level.timestep, dtype=torch.float32, device=device)
+            t_dtype = torch.float64 if dtype == torch.float64 else torch.float32  # a fractional t needs the digits
+            timesteps = torch.full((n,), level.timestep, dtype=t_dtype, device=device)
         kwargs = {}
         if self.num_class_embeds is not None:
             kwargs["class_labels"] = embedding_labels(target, self.null_class, n, device)
@@ -314,23 +352,7 @@ class DiffusersScore(ScoreModel):
         path : str or os.PathLike
             Directory to write (created if needed).
         """
-        for name, obj in (("unet", self.unet), ("scheduler", self.scheduler)):
-            if not callable(getattr(obj, "save_pretrained", None)):
-                raise TypeError(f"Expected `{name}` to be a diffusers object with `save_pretrained` to save it")
-        root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-save-", dir=root))
-        try:
-            self.unet.save_pretrained(tmp / "unet", safe_serialization=True)
-            self.scheduler.save_pretrained(tmp / "scheduler")
-            (tmp / SCORE_CONFIG_NAME).write_text(json.dumps(self.to_config(), indent=2) + "\n")
-            for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
-                dest = root / f.relative_to(tmp)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(f, dest)
-                dest.chmod(0o644)  # some writers create 0600 temp files; saved models are meant to be shared
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        save_diffusers_parts(self.unet, self.scheduler, self.to_config(), path)
 
     @classmethod
     def from_pretrained(
@@ -338,10 +360,16 @@ class DiffusersScore(ScoreModel):
     ) -> DiffusersScore:
         """Load a score model from a local directory, never reaching the network.
 
-        Reads the layout written by :meth:`save_pretrained` or by a diffusers pipeline's
-        ``save_pretrained`` (``unet/`` and ``scheduler/`` folders); the model and scheduler classes
-        are the ones named in their configs (``_class_name``), loaded with
-        ``local_files_only=True``. Settings come from ``score_config.json`` when present, then
+        Reads any of these local layouts, all with ``unet/`` and ``scheduler/`` folders:
+
+        - the one written by :meth:`save_pretrained` (with ``score_config.json``);
+        - a saved diffusers pipeline (``DDPMPipeline``/``DDIMPipeline.save_pretrained``, with
+          ``model_index.json``);
+        - a plain ``unet/`` + ``scheduler/`` folder (e.g. ``unet.save_pretrained(path / "unet")``
+          and ``scheduler.save_pretrained(path / "scheduler")``).
+
+        The model and scheduler classes are the ones named in their configs (``_class_name``),
+        loaded with ``local_files_only=True``. Settings come from ``score_config.json`` when present, then
         from ``overrides``.
 
         Parameters
@@ -365,8 +393,9 @@ class DiffusersScore(ScoreModel):
             raise ValueError(
                 f"Expected `path` to be a local directory written by `save_pretrained` but got {str(path)!r}"
             )
-        unet_cls = _saved_class(root, "unet", "config.json", diffusers.ModelMixin)
-        scheduler_cls = _saved_class(root, "scheduler", "scheduler_config.json", diffusers.SchedulerMixin)
+        check_diffusers_layout(root)
+        unet_cls = saved_diffusers_class(root, "unet", "config.json", diffusers.ModelMixin)
+        scheduler_cls = saved_diffusers_class(root, "scheduler", "scheduler_config.json", diffusers.SchedulerMixin)
         # without accelerate, diffusers falls back to plain loading anyway (and warns on every load)
         low_mem = {} if diffusers.utils.is_accelerate_available() else {"low_cpu_mem_usage": False}
         unet = unet_cls.from_pretrained(str(root), subfolder="unet", local_files_only=True, **low_mem)
@@ -382,20 +411,11 @@ class DiffusersScore(ScoreModel):
         return cls(unet.eval(), scheduler, **settings)
 
 
-def _saved_class(root: Path, folder: str, config_name: str, base: type) -> type:
-    config_file = root / folder / config_name
-    if not config_file.is_file():
-        raise ValueError(
-            f"Expected `path` to contain {folder}/{config_name} (the layout written by `save_pretrained`) "
-            f"but it is missing in {str(root)!r}"
-        )
-    import diffusers
-
-    name = json.loads(config_file.read_text()).get("_class_name")
-    found = getattr(diffusers, name, None) if isinstance(name, str) else None
-    if not (isinstance(found, type) and issubclass(found, base)):
-        raise ValueError(
-            f"Expected {folder}/{config_name} to name a diffusers {base.__name__} class in `_class_name` "
-            f"but got {name!r}"
-        )
-    return found
+def _sample_size(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return (int(value[0]), int(value[1]))
+    return None

@@ -1,7 +1,8 @@
 """What makes models robust: losses, attacks, smoothing and a training loop."""
 
 from .attacks import PGD
-from .fit import FitHistory, fit, load_checkpoint
+from .checkpoint import load_checkpoint
+from .fit import FitHistory, fit
 from .losses import (
     AdversarialLoss,
     GradientNormLoss,
@@ -12,10 +13,13 @@ from .losses import (
     StandardLoss,
     TrainingLoss,
 )
+from .paper_units import PAPER_BATCH_SIZE, PAPER_GRIDS, from_paper_strength, to_paper_strength
 from .smoothing import ABSTAIN, Certificate, SmoothedClassifier
 
 __all__ = [
     "ABSTAIN",
+    "PAPER_BATCH_SIZE",
+    "PAPER_GRIDS",
     "PGD",
     "AdversarialLoss",
     "Certificate",
@@ -29,5 +33,7 @@ __all__ = [
     "StandardLoss",
     "TrainingLoss",
     "fit",
+    "from_paper_strength",
     "load_checkpoint",
+    "to_paper_strength",
 ]

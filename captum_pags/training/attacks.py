@@ -15,6 +15,7 @@ from .._kernel._model_state import preserved_state, unwrap_parallel
 from .._kernel._tensors import feature_shapes, flatten_features, unflatten_features
 from .._kernel._validation import check_batch, check_choice, check_int, check_positive, check_tensor_or_tuple
 from ..scores.base import format_target
+from ._checks import check_float_inputs
 
 __all__ = ["PGD"]
 
@@ -179,8 +180,7 @@ class PGD(Perturbation):
         is_tuple = isinstance(inputs, tuple)
         inputs_t = check_tensor_or_tuple("inputs", inputs)
         n = check_batch("inputs", inputs_t)
-        if any(not t.is_floating_point() for t in inputs_t):
-            raise TypeError("Expected `inputs` to be floating point tensors")
+        check_float_inputs("inputs", inputs_t, self.model)
         shapes = feature_shapes(inputs_t)
         x = flatten_features([t.detach() for t in inputs_t])
         if self.bounds is not None:

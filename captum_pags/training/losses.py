@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 from .._kernel._model_state import unwrap_parallel
 from .._kernel._validation import check_batch, check_choice, check_int, check_positive, check_tensor
-from ..scores.base import ScoreModel, format_target
+from ..scores.base import ScoreModel
+from ._checks import check_float_inputs, check_labels_nonnegative, check_logits, format_labels
 from .attacks import NORMS, PGD, Norm
 
 __all__ = [
@@ -70,7 +71,14 @@ def _per_example_sq_norm(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1).pow(2).sum(dim=1)
 
 
-def _ce_and_input_grad(model: Model, inputs: Tensor, targets: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
+def _cross_entropy(logits: Any, targets: Tensor, label_max: int, reduction: str = "mean") -> Tensor:
+    """Cross-entropy after checking the logits' shape against the labels (no synchronisation)."""
+    return F.cross_entropy(check_logits(logits, targets.shape[0], label_max), targets, reduction=reduction)
+
+
+def _ce_and_input_grad(
+    model: Model, inputs: Tensor, targets: Tensor, create_graph: bool, label_max: int
+) -> tuple[Tensor, Tensor]:
     r"""Per-example cross-entropies ``(N,)`` and :math:`\nabla_{x_i} \operatorname{CE}_i` from one forward pass.
 
     The gradient of the summed loss equals the per-example gradients for models that treat the
@@ -80,7 +88,7 @@ def _ce_and_input_grad(model: Model, inputs: Tensor, targets: Tensor, create_gra
     """
     x = inputs.detach().requires_grad_(True)
     with torch.enable_grad():
-        ce = F.cross_entropy(model(x), targets, reduction="none")
+        ce = _cross_entropy(model(x), targets, label_max, reduction="none")
         (grad,) = torch.autograd.grad(ce.sum(), x, create_graph=create_graph, retain_graph=True, allow_unused=True)
     return ce, torch.zeros_like(x) if grad is None else grad
 
@@ -111,6 +119,7 @@ class TrainingLoss(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.last: LossParts | None = None
+        self._label_max = 0
 
     @abstractmethod
     def _compute(self, model: Model, inputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -122,11 +131,9 @@ class TrainingLoss(nn.Module):
             raise TypeError(f"Expected `model` to be callable but got {type(model).__name__}")
         check_tensor("inputs", inputs)
         n = check_batch("inputs", [inputs])
-        if not inputs.is_floating_point():
-            raise TypeError(f"Expected `inputs` to be a floating point tensor but got dtype {inputs.dtype}")
-        if isinstance(targets, Tensor) and targets.dim() != 1:
-            raise ValueError(f"Expected `targets` to have shape ({n},) but got {tuple(targets.shape)}")
-        labels = format_target(targets, n, inputs.device, None)
+        check_float_inputs("inputs", (inputs,), model)
+        labels = format_labels("targets", targets, n, inputs.device)
+        self._label_max = check_labels_nonnegative(labels)
         total, terms = self._compute(model, inputs, labels)
         self.last = LossParts(total.detach(), {k: v.detach() for k, v in terms.items()})
         return total
@@ -144,7 +151,7 @@ class StandardLoss(TrainingLoss):
     """
 
     def _compute(self, model: Model, inputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        ce = F.cross_entropy(model(inputs), targets)
+        ce = _cross_entropy(model(inputs), targets, self._label_max)
         return ce, {"ce": ce}
 
 
@@ -206,10 +213,10 @@ class GradientNormLoss(TrainingLoss):
 
     def _compute(self, model: Model, inputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         if self.method == "double_backprop":
-            ce, grad = _ce_and_input_grad(model, inputs, targets, create_graph=self.lam > 0)
+            ce, grad = _ce_and_input_grad(model, inputs, targets, self.lam > 0, self._label_max)
             penalty = _per_example_sq_norm(grad).mean()
         else:
-            ce, grad = _ce_and_input_grad(model, inputs, targets, create_graph=False)
+            ce, grad = _ce_and_input_grad(model, inputs, targets, False, self._label_max)
             norms = grad.reshape(grad.shape[0], -1).norm(dim=1)
             direction = grad / norms.clamp_min(_TINY).view(-1, *([1] * (grad.dim() - 1)))
             ce_step = F.cross_entropy(model(inputs.detach() + self.h * direction), targets, reduction="none")
@@ -259,7 +266,7 @@ class NoiseConsistencyLoss(TrainingLoss):
     def _compute(self, model: Model, inputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         logits = model(inputs)
         noisy = model(inputs + self.sigma * torch.randn_like(inputs))
-        ce = F.cross_entropy(logits, targets)
+        ce = _cross_entropy(logits, targets, self._label_max)
         consistency = _per_example_sq_norm(logits - noisy).mean()
         return ce + self.lam * consistency, {"ce": ce, "consistency": consistency}
 
@@ -298,7 +305,7 @@ class RandomizedSmoothingLoss(TrainingLoss):
         return f"sigma={self.sigma}"
 
     def _compute(self, model: Model, inputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        ce = F.cross_entropy(model(inputs + self.sigma * torch.randn_like(inputs)), targets)
+        ce = _cross_entropy(model(inputs + self.sigma * torch.randn_like(inputs)), targets, self._label_max)
         return ce, {"noisy_ce": ce}
 
 
@@ -370,7 +377,7 @@ class AdversarialLoss(TrainingLoss):
     def _compute(self, model: Model, inputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         attack = PGD(unwrap_parallel(model), **self._attack_kwargs)
         adv = attack.perturb(inputs.detach(), targets)
-        ce = F.cross_entropy(model(adv), targets)
+        ce = _cross_entropy(model(adv), targets, self._label_max)
         return ce, {"adv_ce": ce}
 
 
@@ -433,7 +440,7 @@ class ScoreAlignmentLoss(TrainingLoss):
         return f"lam={self.lam}, sigma={self.sigma}"
 
     def _compute(self, model: Model, inputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        ce, grad = _ce_and_input_grad(model, inputs, targets, create_graph=self.lam > 0)
+        ce, grad = _ce_and_input_grad(model, inputs, targets, self.lam > 0, self._label_max)
         with torch.no_grad():
             x = inputs.detach()
             cond = self.score_model.score(x, self.sigma, targets, batch_size=self.batch_size)

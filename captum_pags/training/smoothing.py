@@ -12,6 +12,7 @@ from torch import Tensor
 from .._kernel._model_state import preserved_state
 from .._kernel._tensors import chunks
 from .._kernel._validation import check_batch, check_int, check_positive, check_tensor
+from ._checks import check_float_inputs
 
 __all__ = ["ABSTAIN", "Certificate", "SmoothedClassifier"]
 
@@ -119,9 +120,16 @@ class SmoothedClassifier:
         -------
         Tensor
             ``(N, C)`` int64 counts, each row summing to ``num``.
+
+        Raises
+        ------
+        ValueError
+            If the model returns logits of another shape, or NaN or inf logits (they would win the
+            vote through ``argmax``).
         """
         check_tensor("inputs", inputs)
         n = check_batch("inputs", [inputs])
+        check_float_inputs("inputs", (inputs,), self.model)
         num = check_int("num", num, minimum=1)
         c = self.num_classes
         counts = torch.zeros(n * c, dtype=torch.long, device=inputs.device)
@@ -135,6 +143,9 @@ class SmoothedClassifier:
                     raise ValueError(
                         f"Expected `model` to return logits of shape ({x.shape[0]}, {c}) but got {tuple(logits.shape)}"
                     )
+                # argmax takes NaN for the largest value: a NaN logit would win votes (and a radius)
+                if not bool(torch.isfinite(logits).all()):
+                    raise ValueError("Expected `model` to return finite logits but got NaN or inf on noisy inputs")
                 counts += torch.bincount(example * c + logits.argmax(dim=1), minlength=n * c)
         return counts.view(n, c)
 

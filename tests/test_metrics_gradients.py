@@ -1,0 +1,128 @@
+"""The kernel's class-score gradients and target reading, against float64 Jacobians."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from captum_pags._kernel._autodiff import ClassScore, class_gradients
+from captum_pags._kernel._targets import predicted_classes, read_target
+
+
+def _mlp(seed: int, d: int = 5, c: int = 4) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, 7), nn.Tanh(), nn.Linear(7, c)).double()
+
+
+def _jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(N, C, D) per-example Jacobian of the logits, one example at a time."""
+    return torch.stack([torch.autograd.functional.jacobian(lambda v: model(v[None])[0], xi) for xi in x])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_class_gradients_match_the_jacobian(seed):
+    model = _mlp(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (6,), generator=gen)
+    jac = _jacobian(model, x)
+    p = torch.softmax(model(x), dim=1).detach()
+    rows = torch.arange(6)
+    expected = {
+        "logit": jac[rows, y],
+        "log_softmax": jac[rows, y] - torch.einsum("nc,ncd->nd", p, jac),
+        "logit_sum": jac.sum(1),
+    }
+    for kind, ref in expected.items():
+        got = class_gradients(model, x, y, kind=kind)
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+        chunked = class_gradients(model, x, y, kind=kind, batch_size=4)
+        torch.testing.assert_close(chunked, got, rtol=1e-12, atol=1e-14)
+
+
+def test_predicted_target_is_the_argmax_class():
+    model = _mlp(3)
+    x = torch.randn(8, 5, dtype=torch.float64)
+    pred = model(x).argmax(1)
+    got = class_gradients(model, x, "predicted", kind="logit", batch_size=3)
+    torch.testing.assert_close(got, class_gradients(model, x, pred, kind="logit"), rtol=0, atol=0)
+
+
+def test_logit_sum_ignores_target_and_create_graph_keeps_the_graph():
+    model = _mlp(4)
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    g = class_gradients(model, x, None, kind="logit_sum", create_graph=True)
+    assert g.requires_grad
+    (second,) = torch.autograd.grad(g.pow(2).sum(), x)
+    assert torch.isfinite(second).all() and second.abs().sum() > 0
+    assert not class_gradients(model, x.detach(), [0, 1, 2], kind="logit_sum").requires_grad
+
+
+def test_tuple_inputs_return_a_tuple():
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 3), nn.Linear(4, 3)
+
+        def forward(self, u, v):
+            return self.a(u) + self.b(v)
+
+    model = Two()
+    u, v = torch.randn(2, 2), torch.randn(2, 4)
+    gu, gv = class_gradients(model, (u, v), 1, kind="logit")
+    torch.testing.assert_close(gu, model.a.weight[1].expand(2, 2).detach())
+    torch.testing.assert_close(gv, model.b.weight[1].expand(2, 4).detach())
+
+
+def test_class_gradients_refuse_bad_targets_and_outputs():
+    model = _mlp(0)
+    x = torch.randn(2, 5, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"`target`.*None"):
+        class_gradients(model, x, None, kind="logit")
+    with pytest.raises(ValueError, match=r"`target` labels in \[0, 4\)"):
+        class_gradients(model, x, [0, 4], kind="log_softmax")
+    with pytest.raises(ValueError, match="`gradient`"):
+        class_gradients(model, x, 0, kind="softmax")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"\(N, C\) class scores"):
+        ClassScore(lambda v: v.sum(1), "logit")(x)
+    with pytest.raises(ValueError, match="NaN"):
+        class_gradients(lambda v: torch.full((2, 3), math.nan), x, "predicted", kind="logit")
+
+
+@pytest.mark.parametrize(
+    ("target", "error", "match"),
+    [
+        (1.5, ValueError, "fractional"),
+        (torch.tensor([0.0, math.nan]), ValueError, "nan"),
+        (torch.tensor([0.0, math.inf]), ValueError, "inf"),
+        ([0, 0.5], ValueError, "0.5"),
+        (True, TypeError, "bool"),
+        (torch.tensor([True, False]), TypeError, "bool"),
+        ("max", TypeError, "'max'"),
+        ({0: 1}, TypeError, "dict"),
+        ([0, "a"], TypeError, "str"),
+        ([0, 1, 2], ValueError, r"shape \(2,\)"),
+        (-1, ValueError, r"\[-1, -1\]"),
+        (torch.tensor([0, 3]), ValueError, r"\[0, 3\)"),
+    ],
+)
+def test_read_target_refuses_with_the_argument_name(target, error, match):
+    with pytest.raises(error, match=match) as info:
+        read_target(target, 2, num_classes=3)
+    assert "`target`" in str(info.value)
+
+
+def test_read_target_accepts_every_integer_form():
+    import numpy as np
+
+    for target in (2, np.int64(2), [2, 2], (2, 2), torch.tensor([2, 2], dtype=torch.uint8), torch.tensor(2)):
+        torch.testing.assert_close(read_target(target, 2, num_classes=3), torch.tensor([2, 2]))
+    torch.testing.assert_close(read_target(torch.tensor([1.0, 0.0]), 2), torch.tensor([1, 0]))
+    assert read_target(None, 2) is None
+    with pytest.raises(ValueError, match=">= 0"):
+        read_target(-1, 2)
+    with pytest.raises(ValueError, match="'predicted' is not supported"):
+        read_target("predicted", 2)
+    with pytest.raises(ValueError, match=r"\(N=2, C\)"):
+        predicted_classes(torch.zeros(3, 2), 2)

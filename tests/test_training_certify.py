@@ -1,0 +1,103 @@
+"""Certification with a clear margin over several seeds, and the selection sample kept apart from the estimate."""
+
+import pytest
+import torch
+from scipy import stats
+
+from captum_pags.training import ABSTAIN, SmoothedClassifier
+
+SEEDS = [0, 1, 2, 3, 4]
+
+
+def _threshold_model():
+    """Class 0 iff the first feature is > 0: under noise N(0, s^2), P(class 0 | x) = Phi(x_0 / s)."""
+    model = torch.nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]))
+    return model
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_clear_cases_certify_for_every_seed(seed):
+    # p_A = Phi(2) = 0.977 and Phi(-3) for class 1: the n0 selection is never a coin flip here
+    sigma, n, alpha = 0.5, 4000, 0.001
+    inputs = torch.tensor([[1.0, 0.3, -0.2], [-1.5, 0.0, 1.0], [0.0, 2.0, 2.0]])
+    smoothed = SmoothedClassifier(_threshold_model(), sigma=sigma, num_classes=2, batch_size=1500)
+    cert = smoothed.certify(inputs, n0=50, n=n, alpha=alpha, generator=torch.Generator().manual_seed(seed))
+    assert cert.prediction[:2].tolist() == [0, 1]
+    true_radius = torch.tensor([1.0, 1.5], dtype=torch.float64)  # the distance to the decision boundary
+    assert bool((cert.radius[:2] <= true_radius).all())
+    # the bound is tight up to sampling: the Clopper-Pearson bound of a count 6 binomial sd below its mean
+    for i, x0 in enumerate((1.0, 1.5)):
+        p = stats.norm.cdf(x0 / sigma)
+        n_a = n * p - 6 * (n * p * (1 - p)) ** 0.5
+        low = stats.beta.ppf(alpha, n_a, n - n_a + 1)
+        assert float(cert.radius[i]) >= sigma * stats.norm.ppf(low) > 0.75 * x0
+    # on the boundary p_A = 1/2 exactly: never certified (up to the alpha error rate, 0.001 per seed)
+    assert int(cert.prediction[2]) == ABSTAIN and float(cert.radius[2]) == 0.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_predict_on_clear_cases_for_every_seed(seed):
+    smoothed = SmoothedClassifier(_threshold_model(), sigma=0.5, num_classes=2)
+    inputs = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
+    pred = smoothed.predict(inputs, n=500, alpha=0.001, generator=torch.Generator().manual_seed(seed))
+    assert pred.tolist() == [0, 1]
+
+
+class _Recorder(torch.nn.Module):
+    """Votes class 1 on its first ``n0`` noisy inputs (the selection), then class 0; records what it saw."""
+
+    def __init__(self, n0):
+        super().__init__()
+        self.n0, self.seen = n0, []
+
+    def forward(self, x):
+        start = sum(len(s) for s in self.seen)
+        self.seen.append(x.clone())
+        idx = torch.arange(start, start + x.shape[0])
+        return torch.stack([(idx >= self.n0).float(), (idx < self.n0).float()], dim=1)
+
+
+@pytest.mark.parametrize("batch_size", [7, 1000])
+def test_the_selection_sample_is_separate_from_the_estimation_sample(batch_size):
+    n0, n = 20, 300
+    model = _Recorder(n0)
+    smoothed = SmoothedClassifier(model, sigma=0.3, num_classes=2, batch_size=batch_size)
+    cert = smoothed.certify(torch.zeros(1, 3), n0=n0, n=n, alpha=0.01, generator=torch.Generator().manual_seed(0))
+    seen = torch.cat(model.seen)
+    assert seen.shape[0] == n0 + n  # n0 draws to select, n fresh draws to estimate
+    # the class is chosen from the selection draws (all class 1) ...
+    # ... and its probability estimated from the others only (no vote for class 1 there): abstain
+    assert cert.counts.tolist() == [[n, 0]]
+    assert int(cert.prediction[0]) == ABSTAIN and float(cert.p_lower[0]) == 0.0
+    # no noise draw is reused between the two samples
+    assert torch.unique(seen, dim=0).shape[0] == n0 + n
+
+
+def test_the_estimate_does_not_reuse_the_selection_noise():
+    # same generator seed, certify vs. sample_counts of n after n0 draws: the counts are of the second sample
+    model = _threshold_model()
+    smoothed = SmoothedClassifier(model, sigma=1.0, num_classes=2)
+    x = torch.tensor([[0.2, 0.0, 0.0]])
+    g = torch.Generator().manual_seed(3)
+    cert = smoothed.certify(x, n0=40, n=200, alpha=0.01, generator=g)
+    g = torch.Generator().manual_seed(3)
+    smoothed.sample_counts(x, 40, generator=g)
+    second = smoothed.sample_counts(x, 200, generator=g)
+    first_of_200 = smoothed.sample_counts(x, 200, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(cert.counts, second)
+    assert not torch.equal(second, first_of_200)
+
+
+def test_nan_logits_are_never_certified():
+    def nan_model(x):
+        out = torch.zeros(x.shape[0], 3)
+        out[:, 1] = float("nan")
+        return out
+
+    smoothed = SmoothedClassifier(nan_model, sigma=0.5, num_classes=3)
+    with pytest.raises(ValueError, match="Expected `model` to return finite logits"):
+        smoothed.certify(torch.zeros(2, 4), n0=10, n=100, alpha=0.01)
+    with pytest.raises(ValueError, match="Expected `model` to return finite logits"):
+        smoothed.predict(torch.zeros(2, 4), n=100, alpha=0.01)
