@@ -387,6 +387,21 @@ case(
     Raises(ValueError, "`target` labels in"),
 )
 case("den-call-target", lambda c: _den(c).basis(c["x"], target=1), Raises(ValueError, "`target=None` for Denoiser"))
+case(
+    "den-cond-no-target",
+    lambda c: DenoiserTangent(c["mix"], 0.1, 2, conditional=True).basis(c["x"]),
+    Raises(ValueError, "`target` \\(class labels"),
+)
+case(
+    "den-cond-bad-label",
+    lambda c: DenoiserTangent(c["mix"], 0.1, 2, conditional=True).basis(c["x"], target=7),
+    Raises(ValueError, "`target` labels in"),
+)
+case(
+    "den-cond-float-label",
+    lambda c: DenoiserTangent(c["mix"], 0.1, 2, conditional=True).basis(c["x"], target=torch.tensor([0.5] * 4)),
+    Raises((TypeError, ValueError), "`target`"),
+)
 case("den-nan", lambda c: _den(c).basis(_nan(c["x"])), Raises(ValueError, "`inputs` to hold finite"))
 case("den-tuple", lambda c: _den(c).basis((c["x"], c["x"])), Raises(ValueError, "`inputs` to be one tensor"))
 case(

@@ -268,6 +268,11 @@ class DenoiserTangent(TangentSpace):
         if not isinstance(self.denoiser, ScoreModel):
             return None
         labels = target if self.conditional and target is not None else self.target
+        if self.conditional and labels is None:
+            raise ValueError(
+                "Expected `target` (class labels, one per example or one for all) for a DenoiserTangent with "
+                "conditional=True but got None"
+            )
         _, labels = self.denoiser.check_call(x, self.sigma, labels)
         return labels
 
