@@ -421,6 +421,16 @@ case(
 )
 case("den-plane", lambda c: _den(c).basis(c["x"]), Warns("", lambda out, c: _near_plane(out)))
 case("den-int", lambda c: _den(c).basis(c["ints"] % 3), Equals(lambda c: _den(c).basis((c["ints"] % 3).float()), 1e-6))
+case(
+    "den-bf16",
+    lambda c: _den(c).basis(_bf(c["x"])),
+    Equals(lambda c: _den(c).basis(_bf(c["x"]).float()), 1e-6),
+)
+case(
+    "den-f64-inputs",
+    lambda c: _den(c).basis(c["x"].double()),
+    Equals(lambda c: _den(c).basis(c["x"]).double(), 1e-6),
+)
 case("den-general", lambda c: _den(c, method="general").basis(c["x"]), Warns("", lambda out, c: _near_plane(out)))
 case("den-spectrum", lambda c: intrinsic_dimension(_den(c).spectrum(c["x"])), Equals(lambda c: torch.full((4,), 3), 0))
 
