@@ -34,8 +34,10 @@ class ScoreModel(ABC):
         s_\sigma(x, y) = \nabla_x \log p_\sigma(x \mid y), \qquad
         p_\sigma = p * \mathcal{N}(0, \sigma^2 I).
 
-    Subclasses implement :meth:`_score` for a validated batch. ``sigma`` is always in the user's
-    data units. Tweedie's formula links the score to the optimal denoiser (:meth:`denoise`):
+    Subclasses implement the hook :meth:`_score` for a validated batch; callers use :meth:`score`
+    (or, inside their own transforms, :meth:`check_call` once and then :meth:`raw_score`).
+    ``sigma`` is always in the user's data units. Tweedie's formula links the score to the
+    optimal denoiser (:meth:`denoise`):
     :math:`D(x, \sigma) = \mathbb{E}[x_0 \mid x] = x + \sigma^2 s_\sigma(x)`.
 
     Integer inputs are promoted to floats (never truncated); ``float16``/``bfloat16`` inputs are
@@ -47,7 +49,9 @@ class ScoreModel(ABC):
     num_classes : int or None
         Number of classes for conditional scores; ``None`` for an unconditional model.
     supports_unconditional : bool
-        Whether ``target=None`` is allowed.
+        Whether ``target=None`` (the unconditional score) is available. With
+        :attr:`supports_conditional` and :attr:`supports_bayes` it says what the model can give;
+        :meth:`check_supports` refuses the rest, naming what to supply.
     input_shape : torch.Size or None
         Per-example input shape, if fixed (checked on every call, before any work).
     data_range : tuple of float or None
