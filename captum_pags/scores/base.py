@@ -353,8 +353,19 @@ class ScoreModel(ABC):
         self.check_supports("bayes")
         if target is None:
             raise ValueError("Expected `target` (class labels) for the Bayes score difference but got None")
-        conditional = self.score(inputs, sigma, target, batch_size=batch_size)
-        return conditional - self.score(inputs, sigma, None, batch_size=batch_size)
+        sigma_f, labels = self.check_call(inputs, sigma, target)
+        if batch_size is not None:
+            check_int("batch_size", batch_size, minimum=1)
+        x = promote_inputs(inputs)
+        out_dtype = x.dtype
+        if out_dtype in LOW_PRECISION:
+            x = x.float()
+        out = chunked_map(lambda xc, yc: self._bayes(xc, sigma_f, yc), x, labels, chunk_size=batch_size)
+        return cast_result(out, out_dtype)
+
+    def _bayes(self, inputs: Tensor, sigma: float, target: Tensor) -> Tensor:
+        """Hook: the Bayes difference of a validated batch (models that can, do it in one network call)."""
+        return self._score(inputs, sigma, target) - self._score(inputs, sigma, None)
 
     def denoise(
         self, inputs: Tensor, sigma: float, target: TargetLike = None, *, batch_size: int | None = None
