@@ -341,7 +341,8 @@ class ScoreModel(ABC):
         Equal to :math:`\nabla_x \log p_\sigma(y \mid x)`, the input gradient of the Bayes-optimal
         classifier of the smoothed data (Srinivas, Bordt & Lakkaraju, NeurIPS 2023). Both terms are
         evaluated at the same noise level, :meth:`resolve_sigma`. Same parameters and return shape
-        as :meth:`score`; ``target`` is required.
+        as :meth:`score`; ``target`` is required. Models with a null label evaluate both terms in
+        one network call, so a chunk of ``batch_size`` examples runs ``2 * batch_size`` at once.
 
         Examples
         --------
