@@ -469,6 +469,8 @@ case("mg-target-neg", lambda c: mg(c, target=[0, -1, 0, 0]), Raises(ValueError, 
 case("mg-target-len", lambda c: mg(c, target=[0, 1]), Raises(ValueError, "`target`"))
 case("mg-target-bool", lambda c: mg(c, target=True), Raises(TypeError, "`target`"))
 case("mg-target-float-int", lambda c: mg(c, target=torch.tensor([0.0, 1, 2, 0])), Equals(lambda c: mg(c)))
+case("mg-target-tuple", lambda c: mg(c, target=(1,)), Equals(lambda c: mg(c, target=1)))
+case("mg-target-column", lambda c: mg(c, target=c["y"][:, None]), Equals(lambda c: mg(c)))
 case("mg-component", lambda c: mg(c, component="tangent"), Raises(ValueError, "`component`"))
 case("mg-abs", lambda c: mg(c, abs="yes"), Raises(TypeError, "`abs`"))
 case("mg-space", lambda c: ManifoldGradient(c["net"], "space"), Raises(TypeError, "`tangent_space`"))

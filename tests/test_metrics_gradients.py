@@ -125,5 +125,12 @@ def test_read_target_accepts_every_integer_form():
         read_target(-1, 2)
     with pytest.raises(ValueError, match="'predicted' is not supported"):
         read_target("predicted", 2)
-    with pytest.raises(ValueError, match=r"\(N=2, C\)"):
+    with pytest.raises(ValueError, match=r"\(N=2, C\) class scores for `target`='predicted' but got \(3, 2\)"):
         predicted_classes(torch.zeros(3, 2), 2)
+    with pytest.raises(ValueError, match=r"but got \(2,\)"):
+        predicted_classes(torch.zeros(2), 2)
+    with pytest.raises(ValueError, match="but got list"):
+        predicted_classes([[0.0, 1.0]], 1)
+    scores = torch.tensor([[0.0, 1.0], [math.nan, 0.0], [2.0, math.nan]])
+    with pytest.raises(ValueError, match="but 2 example\\(s\\) have NaN scores"):
+        predicted_classes(scores, 3)
