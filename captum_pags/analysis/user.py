@@ -243,7 +243,7 @@ def analyze_model(
     score_classes = spec.info().num_classes if spec is not None and spec.info() is not None else None
     if scores is not None:
         score_classes = scores.num_classes
-    check_classifier_fit(model, source, score_classes)
+    check_classifier_fit(model, source, score_classes, dev)
     # ------------------------------------------------------------------ loading (the pieces fit)
     if spec is not None:
         scores = spec.load(dev)

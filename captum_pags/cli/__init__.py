@@ -98,12 +98,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     runner = _analyze.run if args.command == "analyze" else _sweep_run
     try:
+        _check_common(args)
         return runner(args)
     except (AnalysisInputError, FileNotFoundError, ValueError, TypeError) as err:
         return fail(str(err))
     except KeyboardInterrupt:
         print("captum-pags: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    """What every subcommand needs, checked before it starts: an available device and an output folder."""
+    from ..analysis.components.settings import AnalysisSettings
+    from ..analysis.errors import AnalysisInputError
+
+    AnalysisSettings(device=args.device).check_device()
+    out = getattr(args, "out", None)
+    if out is not None and os.path.exists(out) and not os.path.isdir(out):
+        raise AnalysisInputError(f"Expected --out to be a folder but {out!r} is a file: choose another --out")
 
 
 def _sweep_run(args: argparse.Namespace) -> int:
