@@ -119,7 +119,9 @@ def _check_common(args: argparse.Namespace) -> None:
     from ..analysis.components.settings import AnalysisSettings
     from ..analysis.errors import AnalysisInputError
 
-    AnalysisSettings(device=args.device).check_device()
+    device = getattr(args, "device", None)
+    if device is not None:
+        AnalysisSettings(device=device).check_device()
     out = getattr(args, "out", None)
     if out is not None and os.path.exists(out) and not os.path.isdir(out):
         raise AnalysisInputError(f"Expected --out to be a folder but {out!r} is a file: choose another --out")
