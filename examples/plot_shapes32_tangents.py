@@ -12,7 +12,8 @@ the renderer's Jacobian with respect to the factors, and it turns from image to 
 This example compares three estimates with that exact answer, by the principal angles between
 the spaces (:func:`~captum_pags.datasets.compare_tangents`):
 
-- the decoder Jacobian of the shipped autoencoder (:func:`~captum_pags.models.shapes32_decoder_tangent`);
+- the decoder Jacobian of the shipped autoencoder
+  (:func:`~captum_pags.models.shapes32_decoder_tangent`);
 - local PCA over the 5000 training images (:class:`~captum_pags.manifold.LocalPCATangent`);
 - the leading eigen-directions of the Jacobian of the shipped diffusion model's unconditional
   denoiser (:class:`~captum_pags.manifold.DenoiserTangent`), taken at a slightly noisy copy of
@@ -30,13 +31,8 @@ from captum_pags.datasets import (
     shapes32_jacobian,
     shapes32_tangent,
 )
-from captum_pags.manifold import (
-    DenoiserTangent,
-    LinearSubspace,
-    LocalPCATangent,
-    TangentSpace,
-)
-from captum_pags.models import load_shapes32_score_model, shapes32_decoder_tangent
+from captum_pags.manifold import LinearSubspace
+from captum_pags.models import shapes32_tangent_estimators
 
 # sphinx_gallery_thumbnail_number = 2
 train, test = load_shapes32("train"), load_shapes32("test")
@@ -68,42 +64,19 @@ fig.tight_layout()
 # %%
 # Three estimates
 # ---------------
-# Each estimator returns ``k`` directions per image: the autoencoder's code size (10) for the
-# decoder, and the number of factors (7) for local PCA and the denoiser. A random 7-dimensional
-# subspace is the baseline: in 3072 dimensions it is nearly orthogonal to everything.
+# :func:`~captum_pags.models.shapes32_tangent_estimators` builds the three from the shipped
+# pieces. Each returns ``k`` directions per image: the autoencoder's code size (10) for the
+# decoder, and the number of factors (7) for local PCA (40 nearest training images) and the
+# denoiser (noise level 0.1, taken at a fixed noisy copy of each image). A random
+# 7-dimensional subspace is the baseline: in 3072 dimensions it is nearly orthogonal to
+# everything.
 
 
-class AtNoisyCopy(TangentSpace):
-    """Evaluate a tangent estimator at a fixed noisy copy of each image (a denoiser's habitat)."""
-
-    def __init__(self, space, sigma, seed=0):
-        super().__init__(space.input_shape)
-        self.space, self.sigma, self.seed = space, sigma, seed
-
-    @property
-    def dim(self):
-        return self.space.dim
-
-    def _basis(self, inputs):
-        gen = torch.Generator().manual_seed(self.seed)
-        noise = torch.randn(inputs[0].shape, generator=gen)
-        return self.space.basis(inputs[0] + self.sigma * noise)
-
-
-score_model = load_shapes32_score_model()
-sigma = 0.1
 random_plane = LinearSubspace(
     torch.randn(7, 3072, generator=torch.Generator().manual_seed(0)),
     input_shape=(3, 32, 32),
 )
-estimators = {
-    "decoder": shapes32_decoder_tangent(),
-    "local PCA": LocalPCATangent(train.images, dim=7, n_neighbors=40),
-    "denoiser": AtNoisyCopy(
-        DenoiserTangent(score_model, sigma, dim=7, oversampling=8, iterations=1), sigma
-    ),
-    "random": random_plane,
-}
+estimators = {**shapes32_tangent_estimators(sigma=0.1), "random": random_plane}
 table = compare_tangents(estimators, exact, x, batch_size=10)
 print(
     f"{'estimator':10s} {'k':>3s} {'mean angle':>11s} {'largest (mean)':>15s} {'largest (max)':>14s}"

@@ -3,7 +3,7 @@
     python scripts/train_shapes32_score.py --out captum_pags/models/weights/shapes32_score
 
 Run from the repository root with the package importable (installed, or ``PYTHONPATH=.``).
-About 2000 steps take 8 to 15 minutes on one CPU thread.
+About 2000 steps take about 8 CPU-minutes on one thread (47 min of wall time on a busy shared machine).
 
 Recipe: the UNet of ``captum_pags.models.shapes32_score_unet`` on images mapped to 2x - 1, the
 default ``DDPMScheduler`` (1000 linear-beta steps, epsilon prediction); half of each batch draws

@@ -17,6 +17,7 @@ from .shapes32 import (
     load_shapes32_score_model,
     shapes32_decoder_tangent,
     shapes32_score_unet,
+    shapes32_tangent_estimators,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "load_shapes32_score_model",
     "shapes32_decoder_tangent",
     "shapes32_score_unet",
+    "shapes32_tangent_estimators",
 ]

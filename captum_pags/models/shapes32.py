@@ -8,8 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._kernel._validation import check_int
+from .._kernel._validation import check_int, check_positive
+from ..manifold.base import TangentSpace
 from ..manifold.decoder import DecoderTangent
+from ..manifold.denoiser import DenoiserTangent
+from ..manifold.local_pca import LocalPCATangent
 from ..scores.diffusers import DiffusersScore, TimestepRule
 from ._weights import WEIGHTS_DIR, load_weights
 
@@ -22,6 +25,7 @@ __all__ = [
     "load_shapes32_score_model",
     "shapes32_decoder_tangent",
     "shapes32_score_unet",
+    "shapes32_tangent_estimators",
 ]
 
 #: Label embedding used for "no class" (labels 0..4 are the shape kinds).
@@ -245,3 +249,84 @@ def shapes32_decoder_tangent(
     if model is None:
         model = load_shapes32_autoencoder(device)
     return DecoderTangent(model.decode, model.encode, input_shape=(3, 32, 32), chunk_size=chunk_size)
+
+
+class _AtNoisyCopy(TangentSpace):
+    """A tangent estimator evaluated at a fixed (seeded) noisy copy of each input: where a denoiser works."""
+
+    def __init__(self, space: TangentSpace, sigma: float, seed: int = 0) -> None:
+        super().__init__(space.input_shape)
+        self.space, self.sigma, self.seed = space, check_positive("sigma", sigma), seed
+
+    @property
+    def dim(self) -> int:
+        return self.space.dim
+
+    def _basis(self, inputs: tuple[Tensor, ...]) -> Tensor:
+        x = inputs[0]
+        gen = torch.Generator().manual_seed(self.seed)
+        noise = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(device=x.device, dtype=x.dtype)
+        return self.space.basis(x + self.sigma * noise)
+
+    def __repr__(self) -> str:
+        return f"{self.space!r} at a noisy copy (sigma={self.sigma:g})"
+
+
+def shapes32_tangent_estimators(
+    device: str | torch.device = "cpu",
+    *,
+    dim: int = 7,
+    n_neighbors: int = 40,
+    sigma: float = 0.1,
+    reference: Tensor | None = None,
+) -> dict[str, TangentSpace]:
+    r"""The three estimated tangent spaces of ``shapes32`` built from the shipped pieces.
+
+    - ``"decoder"``: :func:`shapes32_decoder_tangent` (``k`` = the code size, 10);
+    - ``"local-pca"``: :class:`~captum_pags.manifold.LocalPCATangent` of ``dim`` directions over
+      the ``n_neighbors`` nearest training images;
+    - ``"denoiser"``: :class:`~captum_pags.manifold.DenoiserTangent` of ``dim`` directions of the
+      shipped score model's unconditional denoiser at noise ``sigma``, evaluated at a fixed
+      seeded noisy copy :math:`x + \sigma\varepsilon` of each image (at a clean image a
+      denoiser's Jacobian is off its training distribution: on ``shapes32`` it is then no closer
+      to the exact tangent space than a random plane).
+
+    Compare them with the exact space by
+    :func:`~captum_pags.datasets.compare_tangents` and
+    :func:`~captum_pags.datasets.shapes32_tangent`.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        Where the networks run.
+    dim : int
+        ``k`` of local PCA and the denoiser (default: the number of factors).
+    n_neighbors : int
+        Neighbours of local PCA.
+    sigma : float
+        Noise level of the denoiser tangent space, in [0, 1] image units.
+    reference : Tensor, optional
+        ``(M, 3, 32, 32)`` reference images of local PCA (default: the training split).
+
+    Returns
+    -------
+    dict of str to TangentSpace
+        ``{"decoder": ..., "local-pca": ..., "denoiser": ...}``.
+
+    Examples
+    --------
+    >>> spaces = shapes32_tangent_estimators(reference=torch.rand(50, 3, 32, 32))
+    >>> {name: space.dim for name, space in spaces.items()}
+    {'decoder': 10, 'local-pca': 7, 'denoiser': 7}
+    """
+    from ..datasets.shapes32 import load_shapes32
+
+    if reference is None:
+        reference = load_shapes32("train").images
+    score_model = load_shapes32_score_model(device)
+    denoiser = DenoiserTangent(score_model, sigma, dim=dim, oversampling=8, iterations=1)
+    return {
+        "decoder": shapes32_decoder_tangent(device=device),
+        "local-pca": LocalPCATangent(reference.to(device), dim=dim, n_neighbors=n_neighbors),
+        "denoiser": _AtNoisyCopy(denoiser, sigma),
+    }
