@@ -4,18 +4,26 @@
    the paper's style (one forward call per perturbed image) and a loop over images that batches
    each image's perturbations. 500 digits16 images (1x16x16), the exact digits16 subspace, a small
    MLP, 4 epsilons, 10 draws. Results are checked equal before timings are reported.
-2. ``score_alignment`` / ``tangent_alignment`` throughput against a per-example loop.
-3. digits16 sanity check: MLPs trained with growing Gaussian input noise; accuracy, tangent
+2. Peak memory of ``manifold_robustness`` at N = 500 and N = 5000 images of 3x32x32 with a tangent
+   space whose bases are per example (k = 128, materialised per chunk), each N in its own
+   process (peak resident-set growth during the call, sampled every millisecond); the goal is a
+   ratio <= 1.2x. The whole N x k x D basis that a non-streaming implementation holds is printed
+   for comparison.
+3. ``score_alignment`` (cosine, Pearson, SSIM) / ``tangent_alignment`` throughput against a
+   per-example loop.
+4. digits16 sanity check: MLPs trained with growing Gaussian input noise; accuracy, tangent
    alignment, perceptual alignment against a Gaussian-mixture Bayes score fitted to the training
    set, relative robustness and the regime of each.
 
-Run from the repository root: ``OMP_NUM_THREADS=1 python benchmarks/bench_metrics.py``.
+Run from the repository root: ``OMP_NUM_THREADS=1 python benchmarks/bench_metrics.py``
+(``--memory-only`` runs section 2 alone).
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import subprocess
 import sys
 import warnings
 
@@ -25,8 +33,9 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import timed
 
-from captum_pags.attr import input_gradients
+from captum_pags._kernel._autodiff import class_gradients
 from captum_pags.datasets import digits16_subspace, load_digits16
+from captum_pags.manifold import TangentSpace
 from captum_pags.metrics import (
     manifold_robustness,
     perceptual_alignment,
@@ -35,6 +44,7 @@ from captum_pags.metrics import (
     score_alignment,
     tangent_alignment,
 )
+from captum_pags.metrics.robustness import DRAW_BLOCK, block_seed
 from captum_pags.scores import GaussianMixtureScore
 
 EPSILONS = [0.1, 0.25, 0.5, 1.0]
@@ -62,10 +72,26 @@ def train(noise: float, x: torch.Tensor, y: torch.Tensor, steps: int = 400, seed
 
 
 # ------------------------------------------------------------------------------------ naive baselines
+def draws(n, n_samples, d, seed, dtype):
+    """The directions manifold_robustness documents: one generator per block of 64 examples."""
+    return torch.cat(
+        [
+            torch.randn(
+                min(DRAW_BLOCK, n - lo),
+                n_samples,
+                d,
+                generator=torch.Generator().manual_seed(block_seed(seed, lo // DRAW_BLOCK)),
+                dtype=dtype,
+            )
+            for lo in range(0, n, DRAW_BLOCK)
+        ]
+    )
+
+
 def loop_per_perturbation(model, x, space, epsilons, n_samples, seed):
     """The paper's style: one image and one perturbed copy per forward call."""
     n, d = x.shape[0], x[0].numel()
-    z = torch.randn(n, n_samples, d, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
+    z = draws(n, n_samples, d, seed, x.dtype)
     on = torch.zeros(n, len(epsilons))
     off = torch.zeros(n, len(epsilons))
     with torch.no_grad():
@@ -86,7 +112,7 @@ def loop_per_perturbation(model, x, space, epsilons, n_samples, seed):
 def loop_per_image(model, x, space, epsilons, n_samples, seed):
     """One image at a time, its draws x epsilons x {on, off} batched in one forward call."""
     n, d = x.shape[0], x[0].numel()
-    z = torch.randn(n, n_samples, d, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
+    z = draws(n, n_samples, d, seed, x.dtype)
     eps = torch.tensor(epsilons)
     on, off = [], []
     with torch.no_grad():
@@ -118,7 +144,7 @@ def bench_robustness(model, x, space) -> None:
         torch.testing.assert_close(res.off, off, rtol=1e-4, atol=1e-5)
     n_fwd = x.shape[0] * N_SAMPLES * len(EPSILONS) * 2
     print(f"{n_fwd} perturbed forward inputs; best of several runs; speed-ups of one pass / of chunked")
-    print(f"batched, one pass                {t_batched:8.3f} s")
+    print(f"batched, 64 images per pass      {t_batched:8.3f} s")
     print(f"batched, chunks of 4096 inputs   {t_chunked:8.3f} s")
     print(
         f"per-image loop (draws batched)   {t_image:8.3f} s   x{t_image / t_batched:.1f} / x{t_image / t_chunked:.1f}"
@@ -137,6 +163,7 @@ def bench_alignment(space) -> None:
     t_cos, cos = timed(lambda: score_alignment(a, s), repeats=3)
     t_pear, _ = timed(lambda: score_alignment(a, s, "pearson"), repeats=3)
     t_tan, _ = timed(lambda: tangent_alignment(a, x, space), repeats=3)
+    t_ssim, _ = timed(lambda: score_alignment(a[:5000], s[:5000], "ssim"), repeats=3)
 
     def loop():
         return torch.stack([nn.functional.cosine_similarity(a[i].flatten(), s[i].flatten(), dim=0) for i in range(n)])
@@ -145,8 +172,90 @@ def bench_alignment(space) -> None:
     torch.testing.assert_close(cos, ref, rtol=1e-4, atol=1e-5)
     print(f"score_alignment cosine    {n / t_cos:12,.0f} maps/s")
     print(f"score_alignment pearson   {n / t_pear:12,.0f} maps/s")
+    print(f"score_alignment ssim      {5000 / t_ssim:12,.0f} maps/s")
     print(f"tangent_alignment         {n / t_tan:12,.0f} maps/s")
     print(f"per-example cosine loop   {n / t_loop:12,.0f} maps/s   (cosine speed-up x{t_loop / t_cos:.0f})")
+
+
+class PerExampleSubspace(TangentSpace):
+    """A k-dimensional tangent space returned as a materialised (n, k, D) basis, like an estimator's."""
+
+    def __init__(self, k: int, shape: tuple[int, ...], seed: int = 0) -> None:
+        super().__init__(input_shape=shape)
+        d = int(torch.Size(shape).numel())
+        q, _ = torch.linalg.qr(torch.randn(d, k, generator=torch.Generator().manual_seed(seed)))
+        self.rows = q.T.contiguous()
+        self.peak_examples = 0
+
+    @property
+    def dim(self) -> int:
+        return self.rows.shape[0]
+
+    def _basis(self, inputs):
+        n = inputs[0].shape[0]
+        self.peak_examples = max(self.peak_examples, n)
+        return self.rows.to(inputs[0]).repeat(n, 1, 1)  # a real (n, k, D) tensor, as estimators return
+
+
+MEMORY_K, MEMORY_SHAPE, MEMORY_CHUNK = 128, (3, 32, 32), 256
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _memory_child(n: int) -> None:
+    """Run in a fresh process: peak RSS growth (MiB) above the RSS before one manifold_robustness call.
+
+    A thread samples the resident set every millisecond during the call (the process's lifetime
+    peak, ``ru_maxrss``, is dominated by import-time transients).
+    """
+    import threading
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3072, 64), nn.ReLU(), nn.Linear(64, 10)).eval()
+    space = PerExampleSubspace(MEMORY_K, MEMORY_SHAPE)
+    x = torch.rand(n, *MEMORY_SHAPE)
+    manifold_robustness(model, x[:8], space, [0.5], 4, seed=0, max_examples_per_batch=MEMORY_CHUNK)  # warm-up
+    base, peak, done = _rss_mib(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mib())
+            done.wait(0.001)
+
+    thread = threading.Thread(target=sample)
+    thread.start()
+    try:
+        result = manifold_robustness(model, x, space, [0.5, 1.0], 4, seed=0, max_examples_per_batch=MEMORY_CHUNK)
+    finally:
+        done.set()
+        thread.join()
+    assert result.on.shape == (n, 2) and bool(torch.isfinite(result.on).all())
+    print(f"{max(peak[0], _rss_mib()) - base:.1f} {space.peak_examples}")
+
+
+def bench_memory() -> None:
+    print(
+        f"== manifold_robustness peak memory: {MEMORY_SHAPE} images, per-example bases k={MEMORY_K}, "
+        f"max_examples_per_batch={MEMORY_CHUNK}, 2 eps, 4 draws"
+    )
+    grown = {}
+    for n in (500, 5000):
+        # large blocks through mmap: freed memory goes back to the OS, so the resident set tracks live
+        # memory instead of glibc's fragmentation (which grows with the number of chunks, not their size)
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), MALLOC_MMAP_THRESHOLD_="131072")
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", str(n)], capture_output=True, text=True, env=env, check=True
+        ).stdout.split()
+        grown[n] = float(out[-2])
+        whole = n * MEMORY_K * 3072 * 4 / 2**20
+        print(
+            f"N={n:5d}: peak resident-set growth {grown[n]:8.1f} MiB; largest basis held {out[-1]} examples "
+            f"(a whole N x k x D basis would be {whole:,.0f} MiB)"
+        )
+    print(f"peak memory ratio N=5000 / N=500: {grown[5000] / max(grown[500], 1e-9):.2f}x (goal <= 1.2x)")
 
 
 def digits_sanity(space) -> None:
@@ -170,7 +279,7 @@ def digits_sanity(space) -> None:
         model = train(noise, x, y)
         with torch.no_grad():
             acc = float((model(xt).argmax(1) == yt).float().mean())
-        (g,) = input_gradients(lambda z, m=model: torch.log_softmax(m(z), 1), (xt,), yt)
+        g = class_gradients(model, xt, yt, kind="log_softmax")
         ta = float(tangent_alignment(g, xt, space).mean())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -188,6 +297,12 @@ def digits_sanity(space) -> None:
 
 
 def main() -> None:
+    if "--memory-child" in sys.argv:
+        _memory_child(int(sys.argv[sys.argv.index("--memory-child") + 1]))
+        return
+    if "--memory-only" in sys.argv:
+        bench_memory()
+        return
     torch.manual_seed(0)
     space = digits16_subspace()
     data = load_digits16("all")
@@ -195,6 +310,7 @@ def main() -> None:
     model = train(0.0, load_digits16("train").images, load_digits16("train").labels, steps=200)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     bench_robustness(model, x, space)
+    bench_memory()
     bench_alignment(space)
     digits_sanity(space)
 

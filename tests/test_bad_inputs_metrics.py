@@ -8,6 +8,7 @@ that raised, the model's mode, parameters, buffers (BatchNorm statistics), ``req
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from captum_pags.metrics import (
     score_alignment,
     tangent_alignment,
 )
-from captum_pags.scores import GaussianMixtureScore
+from captum_pags.scores import GaussianMixtureScore, ScoreModel
 
 
 class Net(nn.Module):
@@ -213,8 +214,68 @@ case(
     lambda c: pa(c, model=lambda z: z.flatten(1)[:, :3] * NAN, gradient_target="predicted"),
     Raises(ValueError, "`target`='predicted'"),
 )
+case(
+    "pa-uncond-model-bayes",
+    lambda c: pa(c, score_model=_Unconditional()),
+    Raises(ValueError, "class-conditional `score_model`"),
+)
+case(
+    "pa-uncond-model-cond",
+    lambda c: pa(c, score_model=_Unconditional(), score="conditional"),
+    Raises(ValueError, "`score_model`"),
+)
+case(
+    "pa-uncond-model-released",
+    lambda c: pa(c, score_model=_Unconditional(), target=None, gradient="logit_sum", score="unconditional"),
+    Equals(lambda c: _released_reference(c)),
+)
+case("pa-cond-only-bayes", lambda c: pa(c, score_model=_conditional_only(c)), Raises(ValueError, "`score_model`.*null"))
+case(
+    "pa-cond-only-uncond",
+    lambda c: pa(c, score_model=_conditional_only(c), score="unconditional"),
+    Raises(ValueError, "`score_model`"),
+)
+case(
+    "pa-cond-only-cond",
+    lambda c: pa(c, score_model=_conditional_only(c), score="conditional"),
+    Equals(lambda c: pa(c, score="conditional")),
+)
 case("pa-train-mode", lambda c: pa(c), Equals(lambda c: _in_eval(c["net"], lambda: pa(c))))
 case("pa-chunked", lambda c: pa(c, max_examples_per_batch=3), Equals(lambda c: pa(c)))
+
+
+class _Unconditional(ScoreModel):
+    """The standard normal smoothed at sigma: score -x / (1 + sigma^2), no classes."""
+
+    input_shape = torch.Size((1, 6, 6))
+
+    def _score(self, inputs, sigma, target):
+        return -inputs / (1 + sigma**2)
+
+
+def _released_reference(c):
+    """Written out: the logit-sum gradient of the eval-mode net against -x / (1 + 0.5**2)."""
+    x, net = c["x"], c["net"]
+    net.eval()
+    try:
+        xg = x.clone().requires_grad_()
+        (g,) = torch.autograd.grad(net(xg).sum(), xg)
+    finally:
+        net.train()
+    return score_alignment(g, -x / 1.25)
+
+
+def _conditional_only(c):
+    """The same mixture, declared to have no unconditional score (a model trained without a null label)."""
+    model = copy.copy(c["mix"])
+    model.supports_unconditional = False
+    return model
+
+
+def _accumulate_zeros(a):
+    acc = AlignmentAccumulator()
+    acc.update(a * 0, a)
+    return acc.compute()
 
 
 def _in_eval(net, fn):
@@ -269,6 +330,11 @@ case(
     "taa-chunk",
     lambda c: TangentAlignmentAccumulator(c["space"], max_examples_per_batch=-1),
     Raises(ValueError, "`max"),
+)
+case(
+    "aa-all-undefined",
+    lambda c: _accumulate_zeros(c["a"]),
+    Warns("4 of 4", lambda summary: bool(summary.mean.isnan()) and summary.count == 0 and summary.num_undefined == 4),
 )
 case("aa-method", lambda c: AlignmentAccumulator("dot"), Raises(ValueError, "`method`"))
 case(

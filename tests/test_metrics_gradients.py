@@ -119,6 +119,7 @@ def test_read_target_accepts_every_integer_form():
     for target in (2, np.int64(2), [2, 2], (2, 2), torch.tensor([2, 2], dtype=torch.uint8), torch.tensor(2)):
         torch.testing.assert_close(read_target(target, 2, num_classes=3), torch.tensor([2, 2]))
     torch.testing.assert_close(read_target(torch.tensor([1.0, 0.0]), 2), torch.tensor([1, 0]))
+    torch.testing.assert_close(read_target(torch.tensor([[1], [0]]), 2), torch.tensor([1, 0]))
     assert read_target(None, 2) is None
     with pytest.raises(ValueError, match=">= 0"):
         read_target(-1, 2)

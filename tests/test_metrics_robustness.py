@@ -103,6 +103,38 @@ def test_many_examples_stream_in_bounded_chunks_with_the_same_answer(seed):
         assert sum(space.sizes) == 150 and max(space.sizes) <= min(chunk or 64, 64)
 
 
+def test_draw_blocks_never_share_directions():
+    """Identical examples in different blocks of 64 get different directions; within a call, all differ too."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    q, _ = torch.linalg.qr(torch.randn(6, 2))
+    x = torch.randn(1, 6).expand(200, 6).contiguous()
+    on = manifold_robustness(model, x, LinearSubspace(q.T), [0.5], 2, seed=5).on[:, 0]
+    assert len({round(float(v), 6) for v in on}) == 200
+    assert block_seed(5, 1) not in (5, block_seed(5, 2), block_seed(6, 1))
+
+
+def test_tangent_alignment_holds_a_bounded_number_of_bases(monkeypatch):
+    import captum_pags.metrics.tangent as tangent
+
+    monkeypatch.setattr(tangent, "GEOMETRY_BUDGET", 8 * 2 * 6)  # 8 examples of a (2, 6) basis
+    q, _ = torch.linalg.qr(torch.randn(6, 2, dtype=torch.float64))
+    space = _RecordingSubspace(q.T)
+    g, x = torch.randn(50, 6, dtype=torch.float64), torch.randn(50, 6, dtype=torch.float64)
+    expected = (g @ q @ q.T).norm(dim=1) / g.norm(dim=1)
+    for chunk in (None, 3, 100):
+        space.sizes.clear()
+        torch.testing.assert_close(
+            tangent.tangent_alignment(g, x, space, max_examples_per_batch=chunk), expected, rtol=1e-12, atol=1e-14
+        )
+        assert sum(space.sizes) == 50 and max(space.sizes) == min(chunk or 8, 8)
+    space.sizes.clear()
+    torch.testing.assert_close(
+        tangent.random_tangent_alignment(space, x), torch.full((50,), (2 / 6) ** 0.5, dtype=torch.float64)
+    )
+    assert max(space.sizes) == 8
+
+
 def test_tuple_inputs_and_per_example_forward_args():
     class TwoInputs(nn.Module):
         def __init__(self):

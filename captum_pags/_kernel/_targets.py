@@ -143,6 +143,8 @@ def read_target(
         labels = _labels_from_values(_as_tensor(target, name), name)
         if labels.dim() == 0:
             labels = labels.expand(n)
+        elif labels.shape == (n, 1):  # a column of labels, as Captum accepts
+            labels = labels.reshape(n)
         if labels.shape != (n,):
             raise ValueError(
                 f"Expected `{name}` to have shape ({n},) (one label per example) but got {tuple(labels.shape)}"

@@ -91,7 +91,7 @@ def _check_image_maps(method: str, attr_t: tuple[Tensor, ...]) -> None:
 
 def _real(t: Tensor) -> Tensor:
     """Integer maps are promoted (never truncated); low-precision floats are compared in float32."""
-    return t.detach().to(torch.promote_types(t.dtype, torch.float32)) if not t.dtype == torch.float64 else t.detach()
+    return t.detach().to(torch.promote_types(t.dtype, torch.float32))
 
 
 def _alignment_values(
@@ -344,8 +344,9 @@ def perceptual_alignment(
             "gradient_target='predicted' for the gradient at the predicted class"
         )
     score_model.check_supports(score, name="score")
-    sigma = score_model.check_sigma(sigma)
     labels = read_target(target, n, inputs.device, num_classes=score_model.num_classes)
+    # shapes, sigma and labels against the score model, before any gradient is taken
+    sigma, _ = score_model.check_call(inputs, sigma, labels if score != "unconditional" else None)
     explainer = _explainer(attribution, model, gradient)
     kwargs = dict(attribute_kwargs or {})
 

@@ -1,4 +1,4 @@
-"""On- and off-manifold robustness of a classifier, and the robustness regime it is in.
+"""On- and off-manifold robustness of a classifier (its regime: :mod:`captum_pags.metrics.regimes`).
 
 Srinivas, Bordt & Lakkaraju (NeurIPS 2023), "Which Models have Perceptually-Aligned Gradients? An
 Explanation via Off-Manifold Robustness": models whose outputs change little off the data
@@ -31,6 +31,7 @@ from .._kernel._tensors import (
 from .._kernel._validation import check_choice, check_int, check_positive
 from ..manifold.base import TangentSpace
 from ._common import TensorOrTuple
+from .tangent import _geometry_chunk
 
 __all__ = [
     "ManifoldRobustness",
@@ -269,7 +270,7 @@ def _robustness_values(
     x0 = inputs_t[0]
     n = x0.shape[0]
     d = num_features(feature_shapes(inputs_t))
-    geometry_chunk = DRAW_BLOCK if chunk is None else min(chunk, DRAW_BLOCK)
+    geometry_chunk = min(DRAW_BLOCK, _geometry_chunk(tangent_space, d, chunk))
     eps_t = torch.tensor(eps, dtype=x0.dtype, device=x0.device)
     results, undefined_parts = [], []
     non_finite = 0
@@ -380,7 +381,8 @@ def manifold_robustness(
     on it have perceptually aligned gradients; ``relative = on / off`` summarises this.
 
     The computation streams over the examples: the tangent geometry (bases, projections) of at
-    most ``max_examples_per_batch`` (and at most 64) examples at a time, and the perturbed copies
+    most ``max_examples_per_batch`` examples at a time (and at most 64, and at most
+    :math:`2^{24}` basis entries), and the perturbed copies
     (examples x draws x epsilons x {on, off}) in forward calls of at most
     ``max_examples_per_batch`` inputs, so memory does not grow with ``N``.
 

@@ -19,8 +19,15 @@ from ._common import TensorOrTuple, _check_chunk, _scale_rows, _warn_undefined
 
 __all__ = ["random_tangent_alignment", "tangent_alignment"]
 
-#: Most examples whose tangent bases are held at once, whatever ``max_examples_per_batch`` says.
-GEOMETRY_CHUNK = 64
+#: Most tangent-basis entries (examples x k x D) held at once, whatever ``max_examples_per_batch``
+#: says: 64 MiB of float32 (about 42 CIFAR-size images at k = 128, 1024 digits16 images at k = 64).
+GEOMETRY_BUDGET = 2**24
+
+
+def _geometry_chunk(tangent_space: TangentSpace, d: int, chunk: int | None) -> int:
+    """Examples per chunk: at most ``chunk`` and at most what :data:`GEOMETRY_BUDGET` allows."""
+    fits = max(1, GEOMETRY_BUDGET // max(1, tangent_space.dim * d))
+    return fits if chunk is None else min(chunk, fits)
 
 
 def tangent_alignment(
@@ -52,8 +59,8 @@ def tangent_alignment(
     tangent_space : TangentSpace
         Any tangent-space estimator of :mod:`captum_pags.manifold`.
     max_examples_per_batch : int, optional
-        Project at most this many examples at a time (and never more than 64: per-example bases
-        are ``(n, k, D)``).
+        Project at most this many examples at a time (and never more than fit in
+        :math:`2^{24}` basis entries, 64 MiB of float32: per-example bases are ``(n, k, D)``).
 
     Returns
     -------
@@ -96,8 +103,9 @@ def _tangent_values(
 ) -> Tensor:
     """Per-example tangent alignment of validated arguments; shared by the function and the accumulator."""
     parts = []
-    # per-example bases are (n, k, D): never more than GEOMETRY_CHUNK examples of them at once
-    for sl in chunks(inputs_t[0].shape[0], min(chunk or GEOMETRY_CHUNK, GEOMETRY_CHUNK)):
+    # per-example bases are (n, k, D): never more than GEOMETRY_BUDGET entries of them at once
+    d = sum(int(x[0].numel()) for x in inputs_t)
+    for sl in chunks(inputs_t[0].shape[0], _geometry_chunk(tangent_space, d, chunk)):
         xs = tuple(x[sl].detach() for x in inputs_t)
         flat = flatten_features([a[sl].detach() for a in attr_t])
         # promote first: integer maps are never truncated, low-precision maps are scaled in float32
@@ -157,7 +165,8 @@ def random_tangent_alignment(tangent_space: TangentSpace, inputs: TensorOrTuple 
         return math.sqrt(tangent_space.dim / d)
     inputs_t = tangent_space.check_inputs(inputs)
     parts = []
-    for sl in chunks(inputs_t[0].shape[0], GEOMETRY_CHUNK):
+    d = sum(int(x[0].numel()) for x in inputs_t)
+    for sl in chunks(inputs_t[0].shape[0], _geometry_chunk(tangent_space, d, None)):
         basis = tangent_space.basis(tuple(x[sl] for x in inputs_t))
         k = (torch.linalg.vector_norm(basis, dim=2) > 0).sum(1).to(torch.promote_types(basis.dtype, torch.float32))
         parts.append((k / basis.shape[2]).sqrt())

@@ -58,6 +58,12 @@ class DataSource(ABC):
         Range of the image values (``(0.0, 1.0)`` unless stated).
     name : str or None
         Name of an embedded dataset (its exact manifold is known), else None.
+
+    Examples
+    --------
+    >>> data = DataSource.from_config({"kind": "embedded", "name": "digits16"})
+    >>> [x.shape[0] for x, _ in data.batches(128, max_examples=300)]
+    [128, 128, 44]
     """
 
     kind: ClassVar[str]
@@ -141,6 +147,12 @@ class EmbeddedDataset:
         Number of classes.
     shape : tuple of int
         Per-example shape.
+
+    Examples
+    --------
+    >>> spec = EMBEDDED_DATASETS["digits16"]
+    >>> spec.splits, spec.num_classes, spec.shape
+    (('train', 'test'), 10, (1, 16, 16))
     """
 
     load: Callable[[str], tuple[Tensor, Tensor]]

@@ -100,6 +100,13 @@ def check_classifier_fit(model: Any, data: Any, score_classes: int | None) -> in
     import torch
 
     from ..._kernel._model_state import preserved_state
+    from .classifier import NormalizedClassifier
+
+    if isinstance(model, NormalizedClassifier) and (len(data.shape) < 2 or model.channels != data.shape[0]):
+        raise AnalysisInputError(
+            f"the normalisation has {model.channels} channel(s) but the data have per-example shape "
+            f"{tuple(data.shape)}: give one mean and std per channel"
+        )
 
     param = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
     kwargs = {} if param is None else {"device": param.device}
