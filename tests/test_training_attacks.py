@@ -248,3 +248,33 @@ def test_degenerate_bounds_and_non_callable_models_are_refused():
         PGD(_flat_zero_model, 0.1, bounds=(0.5, 0.5))
     with pytest.raises(TypeError, match="Expected `model` to be callable but got int"):
         PGD(3, 0.1)
+
+
+def test_parameters_are_frozen_during_the_attack_and_extra_forward_args_are_passed():
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+            self.flags = []
+
+        def forward(self, x, scale):
+            self.flags.append([p.requires_grad for p in self.parameters()])
+            return scale * self.lin(x)
+
+    model = Scaled()
+    x, y = torch.rand(4, 3), torch.tensor([0, 1, 0, 1])
+    adv = PGD(model, 0.2, steps=3, random_start=False).perturb(x, y, additional_forward_args=(2.0,))
+    assert len(model.flags) == 3 and not any(any(f) for f in model.flags)  # frozen inside
+    assert all(p.requires_grad for p in model.parameters())  # and restored
+    assert bool(((adv - x).norm(dim=1) <= 0.2 + 1e-6).all()) and not torch.equal(adv, x)
+
+
+def test_inputs_below_the_lower_bound_and_missing_targets_are_refused():
+    with pytest.raises(
+        ValueError, match=r"^Expected `inputs` to lie within `bounds` \(0.0, 1.0\) but got values in \[-0.9, 0.5\]$"
+    ):
+        PGD(_flat_zero_model, 0.1, bounds=(0.0, 1.0))(
+            torch.tensor([[-0.9, 0.5, 0.5], [0.2, 0.3, 0.4]]), target=torch.tensor([0, 1])
+        )
+    with pytest.raises(ValueError, match=r"^Expected `target` \(class labels\) for the attack but got None$"):
+        PGD(_flat_zero_model, 0.1)(torch.rand(2, 3), target=None)
