@@ -217,9 +217,12 @@ def test_cli_analyses_a_resnet_with_a_diffusion_pair_and_each_tangent(assets, tm
         str(assets.unconditional),
         "--tangent",
         tangent,
+        "--extra-tangent",
+        "flat=pca:2",
         "--max-examples",
         "3" if tangent.startswith("denoiser") else "4",
     )
+    assert math.isfinite(row["tangent_alignment_flat"])
     for key in ("alignment_bayes", "alignment_conditional", "tangent_alignment", "robustness_on", "robustness_off"):
         assert math.isfinite(row[key]), (tangent, key, row[key])
     assert -1 <= row["alignment_bayes"] <= 1 and 0 <= row["tangent_alignment"] <= 1
