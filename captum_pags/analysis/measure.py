@@ -203,7 +203,7 @@ def measure_batches(
     n_samples: int = 10,
     seed: int = 0,
     device: str | torch.device = "cpu",
-    alignment_metrics: Sequence[str] = ("cosine", "ssim"),
+    alignment_metrics: Sequence[str] = ("cosine",),
     on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     r"""Measure one classifier streaming over batches: same measurements as :func:`measure_model`.
@@ -233,8 +233,8 @@ def measure_batches(
         Metrics of :func:`~captum_pags.metrics.score_alignment` (``cosine``, ``pearson``, ``ssim``,
         ``lpips``); each gives ``alignment_<metric>_bayes`` and ``alignment_<metric>_conditional``.
         ``alignment_bayes`` / ``alignment_conditional`` repeat the first (the columns the sweep and
-        the regime rule read). Srinivas et al. measured LPIPS; the default adds SSIM beside cosine
-        because it needs no network weights.
+        the regime rule read). Srinivas et al. measured LPIPS; :func:`~captum_pags.analysis.analyze_model`
+        adds SSIM beside cosine by default because it needs no network weights.
     on_batch : Callable, optional
         Called with ``(batch index, examples so far)`` after each batch (progress display).
 

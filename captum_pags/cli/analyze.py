@@ -129,9 +129,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     analyze.add_argument(
         "--alignment-metrics",
-        default="cosine,ssim",
+        default=None,
         help="alignment metrics, comma-separated among cosine, pearson, ssim, lpips (the paper's; needs the "
-        "AlexNet weights in the torch hub cache); the first also fills alignment_bayes (default: cosine,ssim)",
+        "AlexNet weights in the torch hub cache); the first also fills alignment_bayes (default: cosine,ssim; "
+        "cosine for images below 11x11)",
     )
     analyze.add_argument(
         "--reference",
@@ -178,9 +179,11 @@ def _components(args: argparse.Namespace) -> dict:
         raise AnalysisInputError("Expected either --reference or --reference-accuracy, not both")
     if args.reference is not None and not Path(args.reference).is_file():
         raise AnalysisInputError(f"--reference {args.reference!r} does not exist (a sweep's results.json)")
-    metrics = tuple(m.strip() for m in args.alignment_metrics.split(",") if m.strip())
+    metrics = None
     known = ("cosine", "pearson", "ssim", "lpips")
-    if not metrics or any(m not in known for m in metrics):
+    if args.alignment_metrics is not None:
+        metrics = tuple(m.strip() for m in args.alignment_metrics.split(",") if m.strip())
+    if metrics is not None and (not metrics or any(m not in known for m in metrics)):
         raise AnalysisInputError(
             f"Expected --alignment-metrics among {', '.join(known)} but got {args.alignment_metrics!r}"
         )
