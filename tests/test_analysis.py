@@ -56,6 +56,30 @@ def test_report_files_are_complete_and_self_contained(quick_sweep):
         assert src.startswith("data:image/png;base64,") or (files["html"].parent / src).is_file()
     csv_lines = files["csv"].read_text().strip().splitlines()
     assert len(csv_lines) == 1 + len(quick_sweep.results)
+    prov = payload["provenance"]
+    for key in ("captum_pags", "git_commit", "torch", "diffusers", "device", "date", "wall_seconds"):
+        assert key in prov, key
+    assert prov["torch"] == torch.__version__ and prov["wall_seconds"] > 0
+    assert prov["models_from_cache"] == []  # a fresh folder: everything trained
+    assert "Provenance" in html and torch.__version__ in html
+    assert "operationalisation" in html and "operationalisation" in " ".join(payload["notes"])
+    summary = {(g["method"], g["strength"]): g for g in payload["summary"]}
+    collapsed = summary[("gradient_norm", 1000.0)]
+    assert collapsed["collapsed"] and collapsed["mean"]["accuracy"] < 0.15 and collapsed["regime"] == "excessive"
+    assert not summary[("noise", 1.0)]["collapsed"]
+    assert set(payload["references"]) == {"gradient_norm", "noise"}
+
+
+@pytest.mark.slow
+def test_single_model_placement_against_the_sweep_gives_its_regimes(quick_sweep):
+    from captum_pags.metrics import place_model
+
+    path = quick_sweep.files["json"]
+    for g in quick_sweep.groups:
+        decision = place_model(g["mean"], path, method=g["method"])
+        assert decision.regime == g["regime"], (g["method"], g["strength"], decision)
+    # without a reference the regime is not guessed
+    assert place_model(quick_sweep.groups[0]["mean"], None).regime == "undetermined"
 
 
 @pytest.mark.slow
@@ -68,6 +92,8 @@ def test_rerun_reuses_finished_models(quick_sweep, monkeypatch):
     assert calls == []
     assert all(r.from_cache for r in again.results)
     assert "5 models, 5 loaded from the cache" in again.summary()
+    # the same settings once more: every result file is read back, and the summary says so
+    assert "5 models, 5 loaded from the cache" in run_sweep(config).summary()
     for a, b in zip(quick_sweep.results, again.results):
         assert a.metrics["accuracy"] == b.metrics["accuracy"]
         assert a.metrics["alignment_bayes"] != b.metrics["alignment_bayes"]
