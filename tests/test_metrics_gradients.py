@@ -179,3 +179,27 @@ def test_class_gradients_check_batch_size():
     torch.testing.assert_close(
         class_gradients(model, x, 0, kind="logit", batch_size=1), class_gradients(model, x, 0, kind="logit")
     )
+
+
+def test_class_gradients_chunk_per_example_arguments_and_predictions():
+    """Per-example extra arguments follow their examples through the chunks, also for 'predicted'."""
+    torch.manual_seed(1)
+    lin = nn.Linear(3, 4).double()
+    sizes = []
+
+    def model(v, scale):
+        sizes.append(v.shape[0])
+        return lin(v) * scale[:, None]
+
+    x = torch.randn(5, 3, dtype=torch.float64)
+    scale = torch.tensor([1.0, -2.0, 3.0, -0.5, 4.0], dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    expected = lin.weight.detach()[y] * scale[:, None]
+    for kind_target in ("true", "predicted"):
+        target = y if kind_target == "true" else "predicted"
+        pred = (lin(x) * scale[:, None]).argmax(1)
+        ref = expected if kind_target == "true" else lin.weight.detach()[pred] * scale[:, None]
+        sizes.clear()
+        got = class_gradients(model, x, target, kind="logit", batch_size=2, additional_forward_args=(scale,))
+        torch.testing.assert_close(got, ref, rtol=1e-14, atol=1e-14)
+        assert max(sizes) <= 2
