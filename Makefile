@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export DIFFUSERS_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test lint format pytest docs bench install clean
+.PHONY: demo test lint format pytest docs bench install clean mutation
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,15 @@ test: lint pytest docs
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
+
+# Mutation testing of the core modules ([tool.mutmut] in pyproject.toml); not part of `make test`.
+# `make mutation MUTANTS='captum_pags.training.losses*'` restricts the run to matching mutants.
+MUTATION_JOBS ?= 2
+MUTANTS ?=
+mutation: $(STAMP)
+	rm -rf mutants
+	OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
+	$(VENV)/bin/mutmut results
 
 clean:
 	rm -rf docs/_build docs/auto_examples docs/generated report .pytest_cache

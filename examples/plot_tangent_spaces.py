@@ -21,6 +21,8 @@ gradient into on- and off-manifold parts under each with
 :class:`~captum_pags.attr.ManifoldGradient`.
 """
 
+import warnings
+
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
@@ -83,13 +85,16 @@ print("intrinsic dimension (largest gap):", intrinsic_dimension(spectrum).tolist
 # ----------------------------------------------
 # Every ``digits16`` image is an 8x8 digit upsampled to 16x16, so all of them lie in
 # a known 64-dimensional subspace of the 256 pixels (:func:`~captum_pags.datasets.digits16_subspace`).
-# A PCA of the training images nearly finds that number: its spectrum drops to zero
-# (up to rounding) at the first gap, after 60 directions, because four of the 64 pixels
-# of the 8x8 digits are blank in every training image.
+# A PCA of the training images nearly finds that number: asked for 80 directions, it
+# keeps the 60 that carry variance and warns that it dropped the others, because four
+# of the 64 pixels of the 8x8 digits are blank in every training image.
 train, test = load_digits16("train"), load_digits16("test")
 exact = digits16_subspace()
-pca = LinearSubspace.from_data(train.images, dim=80)
-print("PCA intrinsic dimension:", int(intrinsic_dimension(pca.explained_variance)))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    pca = LinearSubspace.from_data(train.images, dim=80)
+print("PCA directions with variance:", pca.dim)
+print("warning:", caught[0].message)
 
 # %%
 # The digits themselves fill much less than those 64 dimensions. The three estimators
@@ -162,11 +167,18 @@ fig.tight_layout()
 # small and its place arbitrary. The digits have no sharp intrinsic dimension at this
 # scale, so ``k`` is a choice: how much of each neighbourhood to call "along the data".
 wide_pca = LocalPCATangent(train.images, dim=60, n_neighbors=100)
-wide_pca.basis(x)
+with warnings.catch_warnings():
+    warnings.simplefilter(
+        "ignore"
+    )  # it warns that blank pixels leave fewer than 60 directions
+    wide_pca.basis(x)
 wide_denoiser = DenoiserTangent(score_model, sigma, dim=60, oversampling=10)
 denoiser_spectrum = wide_denoiser.spectrum(noisy[:2])
 spectra = {
-    "PCA of all training images (std)": pca.explained_variance.sqrt(),
+    # the 20 dropped directions have no variance: put their zeros back
+    "PCA of all training images (std)": torch.cat(
+        [pca.explained_variance.sqrt(), torch.zeros(80 - pca.dim)]
+    ),
     "local PCA, 100 neighbours": wide_pca.last_singular_values[0],
     "denoiser Jacobian (σ = 0.05)": denoiser_spectrum[0, :60],  # the accurate part
 }

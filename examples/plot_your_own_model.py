@@ -2,10 +2,11 @@
 Analysing your own model
 ========================
 
-The ``captum-pags`` command and :mod:`captum_pags.analysis` measure any classifier of
-``1x16x16`` images in [0, 1] the way the paper does: accuracy, perceptual alignment with the
-shipped diffusion model's Bayes score difference, tangent alignment and on-/off-manifold
-robustness on the exact ``digits16`` subspace, and the regime that follows. This example
+The ``captum-pags`` command and :mod:`captum_pags.analysis` measure any classifier the way
+the paper does: accuracy, perceptual alignment with a diffusion model's Bayes score
+difference, tangent alignment and on-/off-manifold robustness, and the regime that follows.
+On the embedded ``digits16`` data (``--data digits16``, the default) the pieces ship with the
+package: the diffusion model and the exact ``digits16`` subspace. This example
 trains a small CNN, saves its weights as safetensors, loads them back the way the command
 does, analyses the model with :func:`~captum_pags.analysis.analyze_model`, and runs a tiny
 sweep with :func:`~captum_pags.analysis.run_sweep`.
@@ -75,8 +76,9 @@ save_file(model.state_dict(), work / "cnn.safetensors")
 #
 # For a class of your own, ``--model-class`` is its import path
 # (``my_project.models:MyNet``, importable from where you run the command). ``--data``
-# takes ``digits16`` (the default: its test split) or a ``.pt``/``.npz`` file holding
-# images ``x`` and labels ``y``. The Python functions behind the options:
+# takes ``digits16`` (the default: its test split), a ``.pt``/``.npz`` file holding
+# images ``x`` and labels ``y``, an image folder or a torchvision dataset on disk
+# (:doc:`/howto/your_own_model`). The Python functions behind the options:
 loaded = load_user_model(
     str(work / "cnn.safetensors"),
     "captum_pags.models:SmallCNN",
@@ -91,14 +93,17 @@ with torch.no_grad():
 # ------------
 # :func:`~captum_pags.analysis.analyze_model` measures the model and writes the same
 # report as the sweep for one model: ``results.json``, ``results.csv``, two figures and
-# a self-contained ``report.html``. A single model has no sweep to compare with, so its
-# regime comes from its relative robustness alone (``weak`` below an on/off ratio of 2);
-# pass ``reference_accuracy`` (your unregularised model's) to catch excessive
-# robustness too.
+# a self-contained ``report.html``, in its own folder (``analysis/`` by default, never a
+# sweep's). A single model is placed in a regime only against a reference: a sweep's
+# ``results.json`` (``reference=``, ``--reference``) or your unregularised model's
+# accuracy (``reference_accuracy=``); without one the regime is ``undetermined``.
+# ``data="digits16"`` names the embedded data; tensors you pass as ``images, labels``
+# are your own data, whatever their shape.
 result = analyze_model(
     loaded,
-    images,
-    labels,
+    data="digits16",
+    max_examples=200,
+    reference_accuracy=0.9,
     out=str(work / "report_cnn"),
     epsilons=(0.5, 1.0, 2.0),
     n_samples=4,

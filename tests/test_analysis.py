@@ -15,7 +15,8 @@ from captum_pags.analysis import (
     load_user_model,
     run_sweep,
 )
-from captum_pags.analysis import sweep as sweep_module
+from captum_pags.analysis import tasks as tasks_module
+from captum_pags.analysis.grid import SweepTask
 from captum_pags.models import MLP
 
 
@@ -50,27 +51,57 @@ def test_report_files_are_complete_and_self_contained(quick_sweep):
     assert payload["config"]["strengths"]["noise"] == list(quick_sweep.config.strengths["noise"])
     html = files["html"].read_text()
     sources = re.findall(r'<img[^>]*src="([^"]+)"', html)
-    assert len(sources) == 3
+    assert len(sources) == 5  # alignment, robustness, relative robustness, tangent alignment, maps
     for src in sources:  # embedded, or a file that exists beside the page
         assert src.startswith("data:image/png;base64,") or (files["html"].parent / src).is_file()
     csv_lines = files["csv"].read_text().strip().splitlines()
     assert len(csv_lines) == 1 + len(quick_sweep.results)
+    prov = payload["provenance"]
+    for key in ("captum_pags", "git_commit", "torch", "diffusers", "device", "date", "wall_seconds"):
+        assert key in prov, key
+    assert prov["torch"] == torch.__version__ and prov["wall_seconds"] > 0
+    assert prov["models_from_cache"] == []  # a fresh folder: everything trained
+    assert "Provenance" in html and torch.__version__ in html
+    assert "operationalisation" in html and "operationalisation" in " ".join(payload["notes"])
+    summary = {(g["method"], g["strength"]): g for g in payload["summary"]}
+    collapsed = summary[("gradient_norm", 1000.0)]
+    assert collapsed["collapsed"] and collapsed["mean"]["accuracy"] < 0.15 and collapsed["regime"] == "excessive"
+    assert not summary[("noise", 1.0)]["collapsed"]
+    assert set(payload["references"]) == {"gradient_norm", "noise"}
+
+
+@pytest.mark.slow
+def test_single_model_placement_against_the_sweep_gives_its_regimes(quick_sweep):
+    from captum_pags.metrics import place_model
+
+    path = quick_sweep.files["json"]
+    for g in quick_sweep.groups:
+        decision = place_model(g["mean"], path, method=g["method"])
+        assert decision.regime == g["regime"], (g["method"], g["strength"], decision)
+    # without a reference the regime is not guessed
+    assert place_model(quick_sweep.groups[0]["mean"], None).regime == "undetermined"
 
 
 @pytest.mark.slow
 def test_rerun_reuses_finished_models(quick_sweep, monkeypatch):
     calls = []
-    monkeypatch.setattr(sweep_module, "fit", lambda *a, **k: calls.append(1))
-    config = quick_sweep.config.replace(strengths={"gradient_norm": (0.0, 1.0, 1000.0), "noise": (0.0, 1.0, 5.0)})
+    monkeypatch.setattr(tasks_module, "fit", lambda *a, **k: calls.append(1))
+    # another noise level: every model is measured again, none trained again
+    config = quick_sweep.config.replace(sigma=0.25)
     again = run_sweep(config)
-    assert calls == []  # nothing trained again
+    assert calls == []
+    assert all(r.from_cache for r in again.results)
+    assert "5 models, 5 loaded from the cache" in again.summary()
+    # the same settings once more: every result file is read back, and the summary says so
+    assert "5 models, 5 loaded from the cache" in run_sweep(config).summary()
     for a, b in zip(quick_sweep.results, again.results):
         assert a.metrics["accuracy"] == b.metrics["accuracy"]
+        assert a.metrics["alignment_bayes"] != b.metrics["alignment_bayes"]
 
 
 def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     config = SweepConfig.quick(out=str(tmp_path), epochs=2, quiet=True, methods=("noise",), strengths={"noise": (0.5,)})
-    real_fit = sweep_module.fit
+    real_fit = tasks_module.fit
     seen = {}
 
     def interrupted_fit(*args, **kwargs):
@@ -78,13 +109,15 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, monkeypatch)
         real_fit(*args, **{**kwargs, "epochs": 1})  # the first epoch ends with a checkpoint...
         raise KeyboardInterrupt  # ...then the run is interrupted
 
-    monkeypatch.setattr(sweep_module, "fit", interrupted_fit)
+    task = SweepTask("noise", 0.5, 0)
+    monkeypatch.setattr(tasks_module, "fit", interrupted_fit)
     with pytest.raises(KeyboardInterrupt):
-        sweep_module.train_model("noise", 0.5, 0, config)
+        tasks_module.train_model(task, config)
     assert seen["resume"] is True and Path(seen["checkpoint_dir"]).is_dir()
-    monkeypatch.setattr(sweep_module, "fit", real_fit)
-    resumed, _ = sweep_module.train_model("noise", 0.5, 0, config)
-    fresh, _ = sweep_module.train_model("noise", 0.5, 0, config.replace(out=str(tmp_path / "fresh")))
+    monkeypatch.setattr(tasks_module, "fit", real_fit)
+    resumed, info = tasks_module.train_model(task, config)
+    assert info["resumed"] and not info["from_cache"]
+    fresh, _ = tasks_module.train_model(task, config.replace(out=str(tmp_path / "fresh")))
     for a, b in zip(resumed.state_dict().values(), fresh.state_dict().values()):
         torch.testing.assert_close(a, b)
     assert not Path(seen["checkpoint_dir"]).exists()  # cleaned up once the model is final
@@ -98,7 +131,9 @@ def test_analyze_model_on_digits16(tmp_path):
     assert 0.0 <= res.metrics["accuracy"] <= 1.0
     assert -1.0 <= res.metrics["alignment_bayes"] <= 1.0
     assert res.metrics["n"] == 24
-    assert res.regime in ("weak", "bayes_aligned", "excessive")
+    assert res.regime == "undetermined"  # no reference: the regime is not guessed
+    assert res.metrics["alignment_cosine_bayes"] == res.metrics["alignment_bayes"]
+    assert -1.0 <= res.metrics["alignment_ssim_bayes"] <= 1.0
     assert (tmp_path / "report.html").is_file()
     assert json.loads((tmp_path / "results.json").read_text())["config"]["command"] == "analyze"
 
@@ -235,7 +270,7 @@ def test_models_that_do_not_fit_the_data(tmp_path):
 def test_config_validation():
     with pytest.raises(ValueError, match="`methods`"):
         SweepConfig(methods=("dropout",))
-    with pytest.raises(ValueError, match="`strengths`"):
+    with pytest.raises(ValueError, match=r"`strengths\['noise'\]`"):
         SweepConfig(strengths={"noise": (-1.0,)})
     with pytest.raises(ValueError, match="unknown keys"):
         SweepConfig.from_dict({"epochz": 3})
@@ -258,3 +293,20 @@ def test_analyze_an_exported_program(tmp_path):
     torch.export.save(torch.export.export(model, (x,)), str(static))
     with pytest.raises(AnalysisInputError, match="fixed batch size"):
         analyze_model(load_user_model(str(static)), data="digits16", out=str(tmp_path / "static"), quiet=True)
+
+
+def test_analyze_places_the_model_against_a_sweeps_reference(tmp_path):
+    from captum_pags.metrics import place_model, sweep_reference
+
+    ref = sweep_reference([0.95, 0.94, 0.5], [0.1, 0.4, 0.6], [3.0, 1.0, 0.1], source="sweep")
+    results = tmp_path / "sweep_results.json"
+    results.write_text(json.dumps({"references": {"noise": ref.to_dict()}, "results": []}))
+    model = MLP()
+    kwargs = dict(data="digits16", max_examples=16, n_samples=2, quiet=True)
+    placed = analyze_model(model, reference=str(results), out=str(tmp_path / "a"), **kwargs)
+    expected = place_model(placed.metrics, ref).regime
+    assert placed.regime == expected != "undetermined"
+    by_accuracy = analyze_model(model, reference_accuracy=0.95, out=str(tmp_path / "b"), **kwargs)
+    assert by_accuracy.regime == place_model(by_accuracy.metrics, 0.95).regime
+    with pytest.raises(AnalysisInputError, match="not both"):
+        analyze_model(model, reference=str(results), reference_accuracy=0.9, out=str(tmp_path / "c"), **kwargs)

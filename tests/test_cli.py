@@ -64,3 +64,52 @@ def test_console_entry_point_runs_without_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_help_and_argument_errors_do_not_load_torch():
+    code = (
+        "import sys\n"
+        "from captum_pags.cli import main\n"
+        "for argv in (['--help'], ['analyze', '--help'], ['analyze', '--model', 'm.pt', '--batch-size', '0']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().splitlines()[-1] == "False", proc.stdout + proc.stderr
+    assert proc.stderr.strip() == "captum-pags: error: argument --batch-size: expected an integer >= 1 but got '0'"
+
+
+def test_the_command_never_reexecutes_itself(monkeypatch, capsys):
+    import os
+
+    def execv(*args):
+        raise AssertionError("os.execv was called")
+
+    monkeypatch.setattr(os, "execv", execv)
+    monkeypatch.setattr(sys, "argv", ["captum-pags", "analyze", "--model", "missing.pt", "--quiet"])
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert main() == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_analyze_help_shows_an_example_for_each_component():
+    sub = build_parser()._subparsers._group_actions[0].choices["analyze"]
+    text = sub.format_help()
+    for example in (
+        "--data cifar10:",
+        "--data images/",
+        "--data data.npz",
+        "--model-class torchvision.models:resnet18",
+        "--normalize",
+        "--unconditional-score-model",
+        "--score-model edm_denoiser.pt2",
+        "--tangent pca:",
+        "--tangent local-pca:",
+        "--tangent decoder:",
+        "--tangent denoiser:",
+    ):
+        assert example in text, example
+    assert "default: analysis" in text  # its own folder, never a sweep's report/

@@ -78,3 +78,25 @@ def test_digits16_lie_exactly_in_their_subspace():
     # and the subspace is not everything: random images are mostly off it
     r = torch.randn(10, 1, 16, 16, dtype=torch.float64)
     assert float(space.project_orthogonal(r, r).norm() / r.norm()) > 0.8  # about sqrt(192/256)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_class_priors_set_the_label_frequencies_and_the_bayes_classifier(seed):
+    priors = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    data = GaussianSubspaceMixture(num_classes=3, intrinsic_dim=2, shape=6, class_sep=1.0, seed=seed, weights=[5, 3, 2])
+    torch.testing.assert_close(data.weights, priors)
+    n = 20000
+    x, y = data.sample(n, seed=seed, dtype=torch.float64)
+    freq = torch.bincount(y, minlength=3).double() / n
+    assert bool(((freq - priors).abs() <= 4 * (priors * (1 - priors) / n).sqrt()).all()), freq
+    # the class-conditional samples follow their class means whatever the priors
+    coords = x @ data.basis.T
+    for c in range(3):
+        torch.testing.assert_close(coords[y == c].mean(0), data.means[c], atol=0.08, rtol=0)
+    # the exact classifier uses the priors: it beats the same densities with uniform priors
+    uniform = GaussianSubspaceMixture(num_classes=3, intrinsic_dim=2, shape=6, class_sep=1.0, seed=seed)
+    acc = float((data.bayes_classifier()(x).argmax(1) == y).double().mean())
+    acc_uniform = float((uniform.bayes_classifier()(x).argmax(1) == y).double().mean())
+    assert acc > acc_uniform + 0.01, (acc, acc_uniform)
+    expected = torch.log_softmax(data.score_model.class_log_likelihoods(x[:5]) + priors.log(), dim=1)
+    torch.testing.assert_close(data.bayes_classifier()(x[:5]), expected, rtol=1e-12, atol=1e-12)

@@ -173,7 +173,7 @@ def test_sweep_guide_lists_every_command_line_option():
     text = (DOCS / "howto" / "sweep_report.rst").read_text()
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    assert set(commands) == {"sweep", "analyze"}
+    assert set(commands) == {"sweep", "analyze", "report"}
     missing = [
         f"{name} {option}"
         for name, sub in commands.items()

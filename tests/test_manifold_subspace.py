@@ -56,7 +56,11 @@ def test_from_data_recovers_a_known_plane():
     fitted = LinearSubspace.from_data(data, 2)
     torch.testing.assert_close(fitted.projection_matrix(), basis.T @ basis, atol=1e-10, rtol=0)
     torch.testing.assert_close(fitted.mean, data.mean(0))
-    assert fitted.explained_variance.shape == (2,)
+    # by value: the sample variance of the data along each fitted direction, largest first
+    centred = data - data.mean(0)
+    expected = ((centred @ fitted.rows.T) ** 2).sum(0) / (len(data) - 1)
+    torch.testing.assert_close(fitted.explained_variance, expected, rtol=1e-12, atol=0)
+    assert bool(fitted.explained_variance[0] >= fitted.explained_variance[1])
 
 
 def test_device_and_dtype_follow_inputs():

@@ -23,7 +23,10 @@ def test_tiny_angles_are_accurate():
         a = torch.eye(6, dtype=torch.float64)[:2]
         b = a.clone()
         b[1] = math.cos(angle) * a[1] + math.sin(angle) * torch.eye(6, dtype=torch.float64)[4]
-        torch.testing.assert_close(principal_angles(a, b), torch.tensor([0.0, angle], dtype=torch.float64))
+        got = principal_angles(a, b)
+        # relative tolerance on the angle itself: the default atol (1e-7) would hide an error at 1e-9
+        torch.testing.assert_close(got[1], torch.tensor(angle, dtype=torch.float64), rtol=1e-9, atol=0)
+        assert abs(float(got[0])) < 1e-15
 
 
 def test_batched_broadcast_and_zero_rows():
@@ -49,3 +52,15 @@ def test_bad_arguments():
         principal_angles(torch.eye(3), torch.ones(3))
     with pytest.raises(TypeError, match="Expected `basis_a` to be a torch.Tensor"):
         principal_angles([[1.0]], torch.eye(1))
+
+
+def test_tiny_angles_between_rotated_planes_in_float32_and_float64():
+    """Each direction rotated by its own small angle, as an estimator a little off would be."""
+    for dtype, rtol in ((torch.float64, 1e-8), (torch.float32, 1e-2)):
+        gen = torch.Generator().manual_seed(3)
+        q = torch.linalg.qr(torch.randn(30, 6, generator=gen, dtype=torch.float64)).Q.T
+        angles = torch.tensor([1e-4, 3e-4, 1e-3], dtype=torch.float64)
+        a = q[:3]
+        b = torch.cos(angles)[:, None] * q[:3] + torch.sin(angles)[:, None] * q[3:]
+        got = principal_angles(a.to(dtype), b.to(dtype))
+        torch.testing.assert_close(got.double(), angles, rtol=rtol, atol=0)

@@ -76,6 +76,18 @@ def test_fit_is_checked_from_the_config_before_any_work(saved):
             pair.score(torch.rand(2, 3, 32, 32), 0.3, [0, 999])  # a 1000-class classifier's labels
         with pytest.raises(ValueError, match=r"data range \[0, 1\].*0\.\.255"):
             pair.score(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), 0.3, [0, 1])
+        # the same checks from configs alone, for pieces that are not tensors yet (a dataset, a classifier)
+        pair.check_fit(input_shape=(3, 32, 32), num_classes=NUM_CLASSES, data_range=(0.0, 1.0))
+        with pytest.raises(
+            ValueError, match=r"input_shape=\(3, 16, 16\); the UNet's config says in_channels=3, sample_size"
+        ):
+            pair.conditional.check_fit(input_shape=(3, 16, 16))
+        with pytest.raises(ValueError, match=r"per-example shape \(3, 32, 32\)"):
+            pair.check_fit(input_shape=(1, 32, 32))
+        with pytest.raises(ValueError, match="Expected a classifier with 10 classes.*num_classes=1000"):
+            pair.check_fit(num_classes=1000)
+        with pytest.raises(ValueError, match=r"data_range \(0.0, 1.0\) but got data_range=\(0.0, 255.0\)"):
+            pair.check_fit(data_range=(0, 255))
     finally:
         hook.remove()
     assert calls == []
@@ -170,3 +182,13 @@ def test_loading_and_scoring_leave_the_networks_as_they_were(saved):
         pair.bayes_score(torch.rand(2, 3, 32, 32), 0.3, [1.0, 2.0])
     for net, snap in zip(nets, snaps):
         assert_model_unchanged(net, snap)
+
+
+def test_saved_settings_are_kept_unless_the_data_range_is_stated(tmp_path, saved):
+    _, cond, _ = saved
+    DiffusersScore(cond, DDPMScheduler(), data_range=(-2.0, 2.0)).save_pretrained(tmp_path / "m")
+    assert load_score_model(tmp_path / "m").data_range == (-2.0, 2.0)
+    assert load_score_model(tmp_path / "m", data_range=(0, 1)).data_range == (0.0, 1.0)
+    assert load_score_model("shipped").data_range == (0.0, 1.0)
+    with pytest.raises(ValueError, match="`data_range` to be finite numbers with low < high"):
+        load_score_model(tmp_path / "m", data_range=(1, 0))

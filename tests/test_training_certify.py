@@ -101,3 +101,84 @@ def test_nan_logits_are_never_certified():
         smoothed.certify(torch.zeros(2, 4), n0=10, n=100, alpha=0.01)
     with pytest.raises(ValueError, match="Expected `model` to return finite logits"):
         smoothed.predict(torch.zeros(2, 4), n=100, alpha=0.01)
+
+
+class _Scripted(torch.nn.Module):
+    """Votes by the position of each noisy row in the stream: class 1 for the rows in ``ones``, else class 0.
+
+    Records the training flag and the size of every call, so that tests can see how the model is run.
+    """
+
+    def __init__(self, ones):
+        super().__init__()
+        self.ones, self.rows, self.modes, self.calls = set(ones), 0, [], []
+
+    def forward(self, x):
+        idx = range(self.rows, self.rows + x.shape[0])
+        self.rows += x.shape[0]
+        self.modes.append(self.training)
+        self.calls.append(x.shape[0])
+        vote = torch.tensor([float(i in self.ones) for i in idx])
+        return torch.stack([1 - vote, vote], dim=1)
+
+
+@pytest.mark.parametrize(("m", "expected"), [(0, 0.0), (1, 1 - (1 - 0.01) ** (1 / 50)), (50, 0.01 ** (1 / 50))])
+def test_clopper_pearson_bound_in_closed_form_at_zero_one_and_all_votes(m, expected):
+    # selection (rows 0..9) votes class 1; the estimation votes class 1 on its first m rows
+    n0, n, alpha = 10, 50, 0.01
+    model = _Scripted(set(range(n0)) | set(range(n0, n0 + m))).train()
+    cert = SmoothedClassifier(model, sigma=0.1, num_classes=2, batch_size=7).certify(
+        torch.zeros(1, 2), n0=n0, n=n, alpha=alpha
+    )
+    assert cert.counts.tolist() == [[n - m, m]]
+    assert float(cert.p_lower[0]) == pytest.approx(expected, rel=1e-12, abs=0)
+    if expected >= 0.5:
+        assert int(cert.prediction[0]) == 1
+        assert float(cert.radius[0]) == pytest.approx(0.1 * stats.norm.ppf(expected), rel=1e-12)
+    else:
+        assert int(cert.prediction[0]) == ABSTAIN and float(cert.radius[0]) == 0.0
+    # the base model ran in eval mode, in chunks of at most batch_size rows, and was left in train mode
+    assert model.modes and not any(model.modes) and max(model.calls) <= 7 and model.training
+
+
+def test_predict_keeps_the_class_exactly_at_the_significance_level():
+    # 15 votes of 20 for class 0: the two-sided binomial p-value is 2 P(Bin(20, 1/2) >= 15)
+    n = 20
+    p_value = 2 * stats.binom.sf(14, 20, 0.5)
+    assert p_value == pytest.approx(stats.binomtest(15, 20, 0.5).pvalue, rel=1e-12)
+
+    def predict(alpha):
+        smoothed = SmoothedClassifier(_Scripted(range(15, 20)), sigma=0.1, num_classes=2)
+        return int(smoothed.predict(torch.zeros(1, 2), n=n, alpha=alpha)[0])
+
+    assert predict(p_value) == 0  # p-value <= alpha: the class is returned
+    assert predict(p_value * (1 - 1e-9)) == ABSTAIN
+    assert predict(p_value * 1.4) == 0
+
+
+def test_noise_is_drawn_from_the_generator_in_the_inputs_dtype_and_added():
+    sigma, n = 0.7, 300
+    model = _threshold_model().double()
+    x = torch.tensor([[0.1, 0.0, 0.0], [-0.3, 0.0, 0.0]], dtype=torch.float64)
+    smoothed = SmoothedClassifier(model, sigma=sigma, num_classes=2, batch_size=128)
+    counts = smoothed.sample_counts(x, n, generator=torch.Generator().manual_seed(9))
+    # slow reference: the same stream, chunk by chunk, rows ordered example by example
+    g = torch.Generator().manual_seed(9)
+    rows = x.repeat_interleave(n, dim=0)
+    noisy = torch.cat([r + sigma * torch.randn(r.shape, generator=g, dtype=torch.float64) for r in rows.split(128)])
+    votes = (noisy[:, 0] <= 0).long().view(2, n)  # class 1 iff the first feature is not positive
+    expected = torch.stack([n - votes.sum(1), votes.sum(1)], dim=1)
+    assert torch.equal(counts, expected)
+    # certify and predict draw from the generator they are given, not from the global one
+    cert = smoothed.certify(x, n0=40, n=n, alpha=0.01, generator=torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(9)
+    smoothed.sample_counts(x, 40, generator=g)
+    assert torch.equal(cert.counts, smoothed.sample_counts(x, n, generator=g))
+    torch.manual_seed(123)
+    a = smoothed.predict(x, n, 0.2, generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(321)
+    b = smoothed.predict(x, n, 0.2, generator=torch.Generator().manual_seed(4))
+    counts4 = smoothed.sample_counts(x, n, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and a.tolist() == [
+        int(c.argmax()) if stats.binomtest(int(c.max()), n, 0.5).pvalue <= 0.2 else ABSTAIN for c in counts4
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -30,6 +31,22 @@ QUICK_STRENGTHS: dict[str, tuple[float, ...]] = {
 }
 
 
+def _grid(method: str, values: Any) -> tuple[float, ...]:
+    """A method's strength grid: non-empty, finite, non-negative numbers, each once."""
+    if isinstance(values, (int, float, str)) or not isinstance(values, (tuple, list)):
+        raise TypeError(f"Expected `strengths[{method!r}]` to be a sequence of numbers but got {values!r}")
+    grid = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"Expected `strengths[{method!r}]` to hold finite numbers >= 0 but got {list(values)}")
+        grid.append(float(v))
+    if not grid:
+        raise ValueError(f"Expected `strengths[{method!r}]` to hold at least one strength but got none")
+    if len(set(grid)) != len(grid):
+        raise ValueError(f"Expected `strengths[{method!r}]` to hold each strength once but got {grid}")
+    return tuple(grid)
+
+
 @dataclass
 class SweepConfig:
     """Settings of :func:`~captum_pags.analysis.run_sweep` (all plain values, JSON-serialisable).
@@ -40,12 +57,21 @@ class SweepConfig:
         Training methods, keys of :data:`METHODS`.
     strengths : dict of str to tuple of float
         Regularisation strengths per method (0 = plain cross-entropy).
+    strength_units : {"ours", "paper"}
+        ``"paper"``: the strengths are the paper's values (its released training script's
+        ``--reg-constant`` / ``--epsilon`` / ``--noise-std``) at this sweep's ``batch_size``,
+        converted with :func:`~captum_pags.training.from_paper_strength` for training, so the
+        sweep can run on the paper's grid (:data:`~captum_pags.training.paper_units.PAPER_GRIDS`); the report
+        shows them in the paper's units.
     architecture : {"mlp", "cnn"}
         Classifier trained for every point of the grid.
+    architecture_kwargs : dict
+        Keyword arguments of the architecture's class (:class:`~captum_pags.models.MLP` or
+        :class:`~captum_pags.models.SmallCNN`), e.g. ``{"hidden": [64, 64]}`` for the MLP.
     epochs, batch_size, lr : int, int, float
         Adam training settings.
     seeds : tuple of int
-        One model per seed and grid point.
+        One model per seed and grid point (three by default: the report shows mean +- sd).
     sigma : float
         Noise level of the score model (``[0, 1]`` pixel units) for perceptual alignment.
     epsilons : tuple of float
@@ -78,11 +104,13 @@ class SweepConfig:
 
     methods: tuple[str, ...] = ("gradient_norm", "noise")
     strengths: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_STRENGTHS))
+    strength_units: Literal["ours", "paper"] = "ours"
     architecture: Literal["mlp", "cnn"] = "mlp"
+    architecture_kwargs: dict[str, Any] = field(default_factory=dict)
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (0, 1, 2)
     sigma: float = 0.3
     epsilons: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
     n_samples: int = 10
@@ -95,39 +123,65 @@ class SweepConfig:
     retrain: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.methods, str) or not isinstance(self.methods, (tuple, list)):
+            raise TypeError(f"Expected `methods` to be a sequence of method names but got {self.methods!r}")
         self.methods = tuple(self.methods)
+        if not self.methods:
+            raise ValueError(f"Expected `methods` to hold at least one of {list(METHODS)} but got none")
         for m in self.methods:
             check_choice("methods", m, tuple(METHODS))
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"Expected `methods` to name each method once but got {list(self.methods)}")
+        if not isinstance(self.strengths, dict):
+            raise TypeError(f"Expected `strengths` to be a dict of method to strengths but got {self.strengths!r}")
+        unknown = sorted(set(self.strengths) - set(METHODS))
+        if unknown:
+            raise ValueError(f"Expected the keys of `strengths` to be methods {list(METHODS)} but got {unknown}")
         merged = dict(DEFAULT_STRENGTHS)
-        merged.update({k: tuple(float(s) for s in v) for k, v in self.strengths.items()})
+        merged.update({k: _grid(k, v) for k, v in self.strengths.items()})
         self.strengths = merged
-        for m in self.methods:
-            grid = self.strengths[m]
-            if len(grid) < 1 or any(s < 0 for s in grid):
-                raise ValueError(f"Expected `strengths` for {m!r} to be non-negative numbers but got {list(grid)}")
+        check_choice("strength_units", self.strength_units, ("ours", "paper"))
         check_choice("architecture", self.architecture, ("mlp", "cnn"))
+        if not isinstance(self.architecture_kwargs, dict) or not all(
+            isinstance(k, str) for k in self.architecture_kwargs
+        ):
+            raise TypeError(
+                f"Expected `architecture_kwargs` to be a dict with string keys but got {self.architecture_kwargs!r}"
+            )
         check_int("epochs", self.epochs, minimum=1)
         check_int("batch_size", self.batch_size, minimum=1)
         check_positive("lr", self.lr)
         check_positive("sigma", self.sigma)
-        self.seeds = tuple(int(s) for s in self.seeds)
+        if isinstance(self.seeds, (int, str)) or not isinstance(self.seeds, (tuple, list)):
+            raise TypeError(f"Expected `seeds` to be a sequence of ints but got {self.seeds!r}")
+        self.seeds = tuple(check_int("seeds", s) for s in self.seeds)
         if not self.seeds:
             raise ValueError("Expected `seeds` to hold at least one seed but got none")
-        self.epsilons = tuple(float(e) for e in self.epsilons)
-        for e in self.epsilons:
-            check_positive("epsilons", e)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"Expected `seeds` to hold distinct seeds but got {list(self.seeds)}")
+        if isinstance(self.epsilons, (int, float, str)) or not isinstance(self.epsilons, (tuple, list)):
+            raise TypeError(f"Expected `epsilons` to be a sequence of numbers but got {self.epsilons!r}")
+        self.epsilons = tuple(check_positive("epsilons", e) for e in self.epsilons)
+        if not self.epsilons:
+            raise ValueError("Expected `epsilons` to hold at least one size but got none")
         check_int("n_samples", self.n_samples, minimum=1)
         check_int("n_eval", self.n_eval, minimum=1)
         check_int("pgd_steps", self.pgd_steps, minimum=1)
+        check_int("seed", self.seed)
+        if not isinstance(self.out, str) or not self.out:
+            raise TypeError(f"Expected `out` to be a folder name (str) but got {self.out!r}")
+        if not isinstance(self.device, str):
+            raise TypeError(f"Expected `device` to be a str such as 'cpu' but got {self.device!r}")
 
     @classmethod
     def quick(cls, **overrides: Any) -> SweepConfig:
-        """A reduced grid (three strengths per method, fewer examples) that runs in about a minute."""
+        """A reduced grid (three strengths per method, one seed, fewer examples) for a first look or CI."""
         settings: dict[str, Any] = {
             "strengths": dict(QUICK_STRENGTHS),
             "n_eval": 200,
             "n_samples": 4,
             "epsilons": (0.5, 1.0),
+            "seeds": (0,),
         }
         settings.update(overrides)
         return cls(**settings)
@@ -136,21 +190,25 @@ class SweepConfig:
         """Plain dict (lists for tuples) for JSON."""
         d = asdict(self)
         d["strengths"] = {k: list(v) for k, v in self.strengths.items()}
+        for key in ("methods", "seeds", "epsilons"):
+            d[key] = list(d[key])
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ValueError`."""
+        if not isinstance(data, dict):
+            raise TypeError(f"Expected `data` to be a dict of SweepConfig fields but got {type(data).__name__}")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"Expected `data` to hold SweepConfig fields but got unknown keys {unknown}")
         d = dict(data)
         for key in ("methods", "seeds", "epsilons"):
-            if key in d:
+            if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
-        if "strengths" in d:
-            d["strengths"] = {k: tuple(v) for k, v in d["strengths"].items()}
+        if isinstance(d.get("strengths"), dict):
+            d["strengths"] = {k: tuple(v) if isinstance(v, list) else v for k, v in d["strengths"].items()}
         return cls(**d)
 
     def replace(self, **changes: Any) -> SweepConfig:

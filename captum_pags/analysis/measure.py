@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._kernel._autodiff import input_gradients
+from .._kernel._autodiff import class_gradients
 from .._kernel._model_state import preserved_state
 from .._kernel._tensors import chunks
 from ..manifold.base import TangentSpace
@@ -148,6 +148,17 @@ def _logits(model: nn.Module, images: Tensor, batch_size: int) -> Tensor:
     return out
 
 
+#: Alignment metrics of :func:`~captum_pags.metrics.score_alignment` the analysis can report.
+ALIGNMENT_METRICS = ("cosine", "pearson", "ssim", "lpips")
+
+
+def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
+    out = tuple(metrics)
+    if not out or any(m not in ALIGNMENT_METRICS for m in out):
+        raise AnalysisInputError(f"Expected alignment metrics among {ALIGNMENT_METRICS} but got {list(out)}")
+    return out
+
+
 class MeasureSums:
     """Running sums of every measurement over the batches seen; :meth:`result` gives the means.
 
@@ -189,12 +200,8 @@ class MeasureSums:
 
 def _gradients(model: nn.Module, x: Tensor, y: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
     """Log-softmax and logit gradients of the label class, in chunks."""
-
-    def log_softmax(inputs: Tensor) -> Tensor:
-        return torch.log_softmax(model(inputs), dim=1)
-
-    g_ls = torch.cat([input_gradients(log_softmax, (x[s],), y[s])[0] for s in chunks(x.shape[0], chunk)])
-    g_logit = torch.cat([input_gradients(model, (x[s],), y[s])[0] for s in chunks(x.shape[0], chunk)])
+    g_ls = class_gradients(model, x, y, kind="log_softmax", batch_size=chunk)
+    g_logit = class_gradients(model, x, y, kind="logit", batch_size=chunk)
     return g_ls, g_logit
 
 
@@ -218,6 +225,7 @@ def _add_batch(
     n_samples: int,
     seed: int,
     chunk: int,
+    metrics: Sequence[str] = ("cosine",),
 ) -> None:
     logits = _logits(model, x, chunk)
     if int(y.max()) >= logits.shape[1] or int(y.min()) < 0:
@@ -226,10 +234,10 @@ def _add_batch(
         )
     sums.add("accuracy", (logits.argmax(1) == y).double())
     g_ls, g_logit = _gradients(model, x, y, chunk)
-    if bayes is not None:
-        sums.add("alignment_bayes", score_alignment(g_ls, bayes))
-    if conditional is not None:
-        sums.add("alignment_conditional", score_alignment(g_logit, conditional))
+    for metric in metrics:
+        for kind, grad, score in (("bayes", g_ls, bayes), ("conditional", g_logit, conditional)):
+            if score is not None:
+                sums.add(f"alignment_{metric}_{kind}", _alignment(grad, score, metric, chunk))
     for name, space in spaces.items():
         suffix = f"_{name}" if name else ""
         # bases that depend on the point are computed once per batch, for alignment and robustness alike
@@ -243,10 +251,22 @@ def _add_batch(
     sums.add("gradient_norm", g_ls.flatten(1).norm(dim=1))
 
 
-def _result(sums: MeasureSums, spaces: Iterable[str], *, with_scores: bool) -> dict[str, Any]:
+def _alignment(grad: Tensor, score: Tensor, metric: str, chunk: int) -> Tensor:
+    lpips_net = None
+    if metric == "lpips":
+        from ..metrics.similarity import default_lpips_net
+
+        lpips_net = default_lpips_net(grad.device)
+    return score_alignment(grad, score, metric, lpips_net=lpips_net, max_examples_per_batch=chunk)  # type: ignore[arg-type]
+
+
+def _result(sums: MeasureSums, spaces: Iterable[str], metrics: Sequence[str]) -> dict[str, Any]:
     result: dict[str, Any] = {"accuracy": sums.mean("accuracy")}
-    result["alignment_bayes"] = sums.mean("alignment_bayes")
-    result["alignment_conditional"] = sums.mean("alignment_conditional")
+    for kind in ("bayes", "conditional"):  # the first metric, under the names the sweep and the regimes read
+        result[f"alignment_{kind}"] = sums.mean(f"alignment_{metrics[0]}_{kind}")
+    for metric in metrics:
+        for kind in ("bayes", "conditional"):
+            result[f"alignment_{metric}_{kind}"] = sums.mean(f"alignment_{metric}_{kind}")
     for name in spaces:
         suffix = f"_{name}" if name else ""
         on, off = sums.mean(f"robustness_on{suffix}"), sums.mean(f"robustness_off{suffix}")
@@ -310,7 +330,7 @@ def measure_model(model: nn.Module, data: EvaluationData) -> dict[str, Any]:
             data.seed,
             data.batch_size,
         )
-    return _result(sums, spaces, with_scores=data.bayes_scores is not None)
+    return _result(sums, spaces, ("cosine",))
 
 
 def measure_batches(
@@ -324,6 +344,7 @@ def measure_batches(
     n_samples: int = 10,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    alignment_metrics: Sequence[str] = ("cosine", "ssim"),
     on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     r"""Measure one classifier streaming over batches: same measurements as :func:`measure_model`.
@@ -349,13 +370,20 @@ def measure_batches(
         As in :func:`~captum_pags.metrics.manifold_robustness`.
     device : str or torch.device
         Where the batches are measured.
+    alignment_metrics : sequence of str
+        Metrics of :func:`~captum_pags.metrics.score_alignment` (``cosine``, ``pearson``, ``ssim``,
+        ``lpips``); each gives ``alignment_<metric>_bayes`` and ``alignment_<metric>_conditional``.
+        ``alignment_bayes`` / ``alignment_conditional`` repeat the first (the columns the sweep and
+        the regime rule read). Srinivas et al. measured LPIPS; the default adds SSIM beside cosine
+        because it needs no network weights.
     on_batch : Callable, optional
         Called with ``(batch index, examples so far)`` after each batch (progress display).
 
     Returns
     -------
     dict
-        The columns of :func:`measure_model` plus ``n`` (examples measured).
+        The columns of :func:`measure_model` plus ``n`` (examples measured) and the
+        metric-named alignment columns.
 
     Examples
     --------
@@ -368,6 +396,7 @@ def measure_batches(
     (30, True)
     """
     dev = torch.device(device)
+    metrics = _check_metrics(alignment_metrics)
     sums = MeasureSums()
     n = 0
     with preserved_state(model, train=False):
@@ -378,10 +407,12 @@ def measure_batches(
                 cond = scores.conditional(x, sigma, y)
                 if scores.has_unconditional:
                     bayes = scores.bayes(x, sigma, y, conditional=cond)
-            _add_batch(sums, model, x, y, cond, bayes, tangent_spaces, epsilons, n_samples, seed + b, x.shape[0])
+            _add_batch(
+                sums, model, x, y, cond, bayes, tangent_spaces, epsilons, n_samples, seed + b, x.shape[0], metrics
+            )
             n += x.shape[0]
             if on_batch is not None:
                 on_batch(b, n)
     if n == 0:
         raise AnalysisInputError("Expected at least one example to analyse but the data yielded none")
-    return {"n": n, **_result(sums, tangent_spaces, with_scores=scores is not None)}
+    return {"n": n, **_result(sums, tangent_spaces, metrics)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import html
 import io
 import json
@@ -16,6 +17,7 @@ from typing import Any
 from torch import Tensor
 
 from .._kernel._io import atomic_write
+from .figures import figure_curves, figure_maps
 
 __all__ = ["write_report"]
 
@@ -24,13 +26,23 @@ _COLUMNS = [
     ("strength", "strength"),
     ("seed", "seed"),
     ("accuracy", "accuracy"),
-    ("alignment_bayes", "align. (log-softmax grad vs Bayes score)"),
-    ("alignment_conditional", "align. (logit grad vs cond. score)"),
+    ("alignment_bayes", "align. (log-softmax grad vs Bayes score, cosine)"),
+    ("alignment_conditional", "align. (logit grad vs cond. score, cosine)"),
     ("tangent_alignment", "tangent align."),
-    ("robustness_on", "on-manifold change"),
-    ("robustness_off", "off-manifold change"),
-    ("relative_robustness", "off/on robustness"),
+    ("robustness_on", "on-manifold change (first epsilon)"),
+    ("robustness_off", "off-manifold change (first epsilon)"),
+    ("relative_robustness", "on/off change ratio (first epsilon)"),
     ("regime", "regime"),
+]
+#: Grid-point summary columns (mean +- sd over seeds).
+_SUMMARY = [
+    ("accuracy", "accuracy"),
+    ("alignment_bayes", "align. (log-softmax grad vs Bayes score, cosine)"),
+    ("alignment_conditional", "align. (logit grad vs cond. score, cosine)"),
+    ("tangent_alignment", "tangent align. (exact)"),
+    ("tangent_alignment_decoder", "tangent align. (decoder)"),
+    ("relative_robustness", "on/off change ratio (exact)"),
+    ("relative_robustness_decoder", "on/off change ratio (decoder)"),
 ]
 
 
@@ -38,7 +50,10 @@ def _columns(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     """The fixed columns, plus alignment and robustness under any further tangent space (``*_<name>``)."""
     columns = list(_COLUMNS)
     for key in rows[0]:
-        for prefix, label in (("tangent_alignment_", "tangent align."), ("relative_robustness_", "off/on robustness")):
+        for prefix, label in (
+            ("tangent_alignment_", "tangent align."),
+            ("relative_robustness_", "on/off change ratio"),
+        ):
             if key.startswith(prefix) and isinstance(rows[0][key], (int, float)):
                 columns.insert(-1, (key, f"{label} ({key[len(prefix) :]})"))
     return columns
@@ -60,97 +75,111 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _x_positions(strengths: Sequence[float]) -> list[float]:
-    """Plot strengths on a log axis; 0 sits one decade below the smallest positive strength."""
-    positive = [s for s in strengths if s > 0]
-    floor = min(positive) / 10 if positive else 1.0
-    return [s if s > 0 else floor for s in strengths]
-
-
-def _by_method(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    out: dict[str, list[Mapping[str, Any]]] = {}
-    for r in rows:
-        out.setdefault(str(r["method"]), []).append(r)
-    for m in out:
-        out[m].sort(key=lambda r: float(r["strength"]))
-    return out
-
-
-def _mean_by_strength(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    groups: dict[float, list[float]] = {}
-    for r in rows:
-        groups.setdefault(float(r["strength"]), []).append(float(r[key]))
-    xs = sorted(groups)
-    return xs, [sum(groups[x]) / len(groups[x]) for x in xs]
-
-
-def _figure_curves(
-    rows: Sequence[Mapping[str, Any]],
-    path: Path,
-    curves: Sequence[tuple[str, str, str]],
-    *,
-    ylabel: str,
-    log_y: bool,
-) -> None:
-    """One panel per method: the mean of each ``(key, label, style)`` curve against strength."""
-    import matplotlib.pyplot as plt
-
-    methods = _by_method(rows)
-    # one legend row under several panels; one entry per row under a single panel, so it fits
-    ncol = len(curves) if len(methods) > 1 else 1
-    legend_height = 0.25 * (1 if ncol > 1 else len(curves))
-    height = 4.0 + legend_height
-    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), height), squeeze=False)
-    for ax, (method, mrows) in zip(axes[0], methods.items()):
-        for key, label, style in curves:
-            xs, ys = _mean_by_strength(mrows, key)
-            ax.plot(_x_positions(xs), ys, style, label=label)
-        ax.set_xscale("log")
-        if log_y:
-            ax.set_yscale("log")
-        else:
-            ax.set_ylim(-0.05, 1.05)
-        ax.set_xlabel(f"{method} strength (0 drawn at the left end)")
-        ax.set_ylabel(ylabel)
-        ax.set_title(method)
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, (legend_height + 0.1) / height, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _figure_alignment(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    curves = [
-        ("alignment_bayes", "alignment: log-softmax grad vs Bayes score", "o-"),
-        ("alignment_conditional", "alignment: logit grad vs cond. score", "s--"),
-        ("accuracy", "test accuracy", "k^-"),
+def _groups_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One group per row (a report of single models: no seeds to average)."""
+    return [
+        {
+            "method": r["method"],
+            "strength": float(r["strength"]),
+            "seeds": [r.get("seed", 0)],
+            "mean": dict(r),
+            "sd": {k: 0.0 for k, v in r.items() if isinstance(v, (int, float))},
+            "regime": r.get("regime", ""),
+            "reason": r.get("regime_reason", ""),
+            "collapsed": False,
+        }
+        for r in rows
     ]
-    _figure_curves(rows, path, curves, ylabel="cosine similarity / accuracy", log_y=False)
 
 
-def _figure_robustness(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    curves = [
-        ("robustness_on", "on-manifold output change", "o-"),
-        ("robustness_off", "off-manifold output change", "s-"),
-    ]
-    _figure_curves(rows, path, curves, ylabel="softmax L1 change (lower = more robust)", log_y=True)
-
-
-def _figure_maps(images: Tensor, maps: Mapping[str, Tensor], path: Path) -> None:
-    from ..viz import attribution_grid
-
-    rows = [images, *maps.values()]
-    titles = ["input", *maps.keys()]
-    fig = attribution_grid(rows, titles, scale=1.3)
-    for ax in fig.axes[: images.shape[0]]:
-        ax.images[0].set_cmap("gray")
-        ax.images[0].set_clim(0.0, 1.0)
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+def _figures(
+    out: Path,
+    groups: Sequence[Mapping[str, Any]],
+    epsilons: Sequence[float],
+    chance: Mapping[str, float],
+    units: str = "ours",
+) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    plot = functools.partial(figure_curves, units=units)
+    acc_chance = chance.get("accuracy")
+    files["alignment"] = out / "alignment_accuracy.png"
+    plot(
+        groups,
+        files["alignment"],
+        [
+            {"key": "alignment_bayes", "label": "alignment: log-softmax grad vs Bayes score (cosine)", "style": "o-"},
+            {"key": "alignment_conditional", "label": "alignment: logit grad vs cond. score (cosine)", "style": "s--"},
+            {"key": "accuracy", "label": "test accuracy", "style": "k^-"},
+        ],
+        ylabel="cosine similarity / accuracy",
+        hlines=[(acc_chance, "chance accuracy", ":")] if acc_chance is not None else [],
+        skip_collapsed=("alignment_bayes", "alignment_conditional"),
+    )
+    files["robustness"] = out / "robustness.png"
+    curves = []
+    for j, eps in enumerate(epsilons):
+        curves.append(
+            {
+                "key": "robustness_on_curve",
+                "index": j,
+                "label": f"on-manifold, eps={eps:g}",
+                "style": "o-",
+                "color": f"C{j}",
+            }
+        )
+        curves.append(
+            {
+                "key": "robustness_off_curve",
+                "index": j,
+                "label": f"off-manifold, eps={eps:g}",
+                "style": "s--",
+                "color": f"C{j}",
+            }
+        )
+    plot(groups, files["robustness"], curves, ylabel="softmax L1 change (lower = more robust)", log_y=True)
+    files["relative_robustness"] = out / "relative_robustness.png"
+    rel = []
+    has_decoder = any("robustness_on_curve_decoder" in g["mean"] for g in groups)
+    for j, eps in enumerate(epsilons):
+        rel.append(
+            {
+                "ratio": ("robustness_on_curve", "robustness_off_curve"),
+                "index": j,
+                "label": f"exact, eps={eps:g}",
+                "style": "o-",
+                "color": f"C{j}",
+            }
+        )
+        if has_decoder:
+            rel.append(
+                {
+                    "ratio": ("robustness_on_curve_decoder", "robustness_off_curve_decoder"),
+                    "index": j,
+                    "label": f"decoder, eps={eps:g}",
+                    "style": "s--",
+                    "color": f"C{j}",
+                }
+            )
+    threshold = chance.get("min_relative_robustness")
+    plot(
+        groups,
+        files["relative_robustness"],
+        rel,
+        ylabel="on/off change ratio (higher: more robust off)",
+        log_y=True,
+        hlines=[(threshold, "regime threshold", "--")] if threshold else [],
+    )
+    files["tangent"] = out / "tangent_alignment.png"
+    tangent = [{"key": "tangent_alignment", "label": "tangent alignment (exact)", "style": "o-"}]
+    hlines = []
+    if "tangent_alignment" in chance:
+        hlines.append((chance["tangent_alignment"], "random direction, exact: sqrt(k/D)", ":"))
+    if any("tangent_alignment_decoder" in g["mean"] for g in groups):
+        tangent.append({"key": "tangent_alignment_decoder", "label": "tangent alignment (decoder)", "style": "s--"})
+        if "tangent_alignment_decoder" in chance:
+            hlines.append((chance["tangent_alignment_decoder"], "random direction, decoder: sqrt(k/D)", "-."))
+    plot(groups, files["tangent"], tangent, ylabel="||P_T g|| / ||g||", hlines=hlines)
+    return files
 
 
 def write_report(
@@ -158,8 +187,13 @@ def write_report(
     rows: Sequence[Mapping[str, Any]],
     *,
     config: Mapping[str, Any] | None = None,
+    groups: Sequence[Mapping[str, Any]] | None = None,
+    references: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    missing: Sequence[str] = (),
+    maps: Mapping[str, Any] | None = None,
     images: Tensor | None = None,
-    maps: Mapping[str, Tensor] | None = None,
+    chance: Mapping[str, float] | None = None,
     title: str = "captum_pags report",
     notes: Sequence[str] = (),
 ) -> dict[str, Path]:
@@ -175,10 +209,24 @@ def write_report(
         ``robustness_off``, ``relative_robustness`` and ``regime``; extra keys go to the JSON.
     config : mapping, optional
         The settings that produced the results (stored in the JSON and shown in the page).
+    groups : sequence of mapping, optional
+        Per grid point: ``method``, ``strength``, ``seeds``, ``mean`` and ``sd`` dicts of the
+        metrics, ``regime``, ``reason``, ``collapsed`` (default: one group per row).
+    references : mapping, optional
+        Per method, the regime reference (:class:`~captum_pags.metrics.RegimeReference` as a dict)
+        that :func:`~captum_pags.metrics.place_model` reads back from ``results.json``.
+    provenance : mapping, optional
+        Versions, commit, device, date, wall time, models from the cache.
+    missing : sequence of str
+        Grid points without results (listed in the page and the JSON).
+    maps : mapping, optional
+        ``images`` ``(n, C, H, W)``, ``labels`` and ``panels`` (each ``label``, ``maps``
+        ``(n, C, H, W)``, ``alignment``), or a plain mapping of name to maps drawn under ``images``.
     images : Tensor, optional
-        ``(n, C, H, W)`` example inputs for the map grid.
-    maps : mapping of str to Tensor, optional
-        Named ``(n, C, H, W)`` maps (gradients, scores) drawn under ``images``.
+        Example inputs when ``maps`` is a plain mapping of name to maps.
+    chance : mapping, optional
+        Reference levels drawn in the figures: ``accuracy``, ``tangent_alignment[_<name>]``,
+        ``min_relative_robustness``.
     title : str
         Page title.
     notes : sequence of str
@@ -197,18 +245,34 @@ def write_report(
     ...            robustness_off=0.05, relative_robustness=2.0, regime="weak")
     >>> files = write_report(tempfile.mkdtemp(), [row])
     >>> sorted(files)
-    ['alignment', 'csv', 'html', 'json', 'robustness']
+    ['alignment', 'csv', 'html', 'json', 'relative_robustness', 'robustness', 'tangent']
     """
     if not rows:
         raise ValueError("Expected `rows` to hold at least one result but got none")
-    missing = [k for k, _ in _COLUMNS if k not in rows[0]]
-    if missing:
-        raise ValueError(f"Expected every entry of `rows` to have the keys {missing}")
+    missing_keys = [k for k, _ in _COLUMNS if k not in rows[0]]
+    if missing_keys:
+        raise ValueError(f"Expected every entry of `rows` to have the keys {missing_keys}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
+    groups = list(groups) if groups else _groups_from_rows(rows)
+    if maps is not None and images is not None and "panels" not in maps:
+        maps = {
+            "images": images,
+            "labels": [""] * images.shape[0],
+            "panels": [{"label": k, "maps": v, "alignment": None} for k, v in maps.items()],
+        }
 
-    payload = {"title": title, "config": dict(config or {}), "results": [dict(r) for r in rows], "notes": list(notes)}
+    payload = {
+        "title": title,
+        "provenance": dict(provenance or {}),
+        "config": dict(config or {}),
+        "references": dict(references or {}),
+        "summary": [{k: v for k, v in g.items()} for g in groups],
+        "results": [dict(r) for r in rows],
+        "missing": list(missing),
+        "notes": list(notes),
+    }
     files["json"] = out / "results.json"
     atomic_write(files["json"], json.dumps(_json_safe(payload), indent=2).encode())
 
@@ -221,16 +285,16 @@ def write_report(
         writer.writerow([r.get(k, "") for k, _ in columns])
     atomic_write(files["csv"], table.getvalue().encode())
 
-    files["alignment"] = out / "alignment_accuracy.png"
-    _figure_alignment(rows, files["alignment"])
-    files["robustness"] = out / "robustness.png"
-    _figure_robustness(rows, files["robustness"])
-    if images is not None and maps:
+    epsilons = (config or {}).get("epsilons") or [0.0] * len(rows[0].get("robustness_on_curve", [0]))
+    units = str((config or {}).get("strength_units", "ours"))
+    files.update(_figures(out, groups, list(epsilons), dict(chance or {}), units))
+    if maps is not None and maps.get("panels"):
         files["maps"] = out / "gradient_maps.png"
-        _figure_maps(images, maps, files["maps"])
+        figure_maps(maps, files["maps"])
 
     files["html"] = out / "report.html"
-    atomic_write(files["html"], _html(title, rows, config or {}, notes, files).encode())
+    page = _html(title, rows, groups, config or {}, notes, files, provenance or {}, missing)
+    atomic_write(files["html"], page.encode())
     return files
 
 
@@ -240,28 +304,70 @@ def _img_tag(path: Path, alt: str) -> str:
     return f'<figure><img alt="{alt}" src="data:image/png;base64,{data}"><figcaption>{alt}</figcaption></figure>'
 
 
+def _pm(mean: Any, sd: Any) -> str:
+    if not isinstance(mean, (int, float)):
+        return ""
+    if not isinstance(sd, (int, float)) or not math.isfinite(sd) or sd == 0:
+        return _fmt(float(mean))
+    return f"{_fmt(float(mean))} \u00b1 {_fmt(float(sd))}"
+
+
+def _table(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    h = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+    b = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>"
+
+
 def _html(
     title: str,
     rows: Sequence[Mapping[str, Any]],
+    groups: Sequence[Mapping[str, Any]],
     config: Mapping[str, Any],
     notes: Sequence[str],
     files: Mapping[str, Path],
+    provenance: Mapping[str, Any],
+    missing: Sequence[str],
 ) -> str:
-    columns = _columns(rows)
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(k, '')))}</td>" for k, _ in columns) + "</tr>" for r in rows
+    summary_cols = [(k, label) for k, label in _SUMMARY if any(k in g["mean"] for g in groups)]
+    summary = _table(
+        ["method", "strength", "seeds", *[label for _, label in summary_cols], "regime", "reason"],
+        [
+            [
+                str(g["method"]),
+                _fmt(float(g["strength"])),
+                str(len(g["seeds"])),
+                *[_pm(g["mean"].get(k), g["sd"].get(k)) for k, _ in summary_cols],
+                str(g.get("regime", "")) + (" (collapsed)" if g.get("collapsed") else ""),
+                str(g.get("reason", "")),
+            ]
+            for g in groups
+        ],
     )
+    columns = _columns(rows)
+    per_model = _table([label for _, label in columns], [[_fmt(r.get(k, "")) for k, _ in columns] for r in rows])
     figures = []
     captions = {
-        "alignment": "Perceptual alignment and accuracy against regularisation strength",
-        "robustness": "On- and off-manifold robustness against regularisation strength",
-        "maps": "Input gradients next to score maps",
+        "alignment": "Perceptual alignment and accuracy against regularisation strength (mean +- sd over seeds; "
+        "regimes shaded; collapsed models marked x, not drawn as alignment points)",
+        "robustness": "On- and off-manifold output change against strength, for every epsilon",
+        "relative_robustness": "Relative robustness (on/off change ratio) for the exact and estimated tangent spaces",
+        "tangent": "Tangent alignment for the exact and estimated tangent spaces, with the random-direction level",
+        "maps": "Input gradients next to the Bayes score difference, labelled by method, strength and regime",
     }
     for key, caption in captions.items():
         if key in files:
             figures.append(_img_tag(files[key], caption))
     notes_html = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    missing_html = (
+        f"<h2>Missing results ({len(missing)})</h2><p>{html.escape(', '.join(missing))}</p>" if missing else ""
+    )
+    prov = _table(
+        ["", ""],
+        [
+            [str(k), _fmt(v) if not isinstance(v, list) else ", ".join(map(str, v)) or "none"]
+            for k, v in provenance.items()
+        ],
+    )
     cfg = html.escape(json.dumps(_json_safe(dict(config)), indent=2))
     style = (
         "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
@@ -271,6 +377,7 @@ def _html(
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{notes_html}"
-        f"<h2>Results</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-        f"<h2>Figures</h2>{''.join(figures)}<h2>Settings</h2><pre>{cfg}</pre></body></html>"
+        f"<h2>Summary (mean \u00b1 sd over seeds)</h2>{summary}{missing_html}"
+        f"<h2>Figures</h2>{''.join(figures)}<h2>Every model</h2>{per_model}"
+        f"<h2>Provenance</h2>{prov}<h2>Settings</h2><pre>{cfg}</pre></body></html>"
     )

@@ -4,215 +4,88 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
+import os
+import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch import Tensor
 
 from .._kernel._autodiff import input_gradients
 from .._kernel._io import atomic_write
-from ..datasets import digits16_subspace, load_digits16
-from ..metrics import robustness_regime
-from ..models import MLP, SmallCNN, digits16_decoder_tangent, load_digits16_score_model
-from ..models._weights import load_weights, save_weights
-from ..training import AdversarialLoss, GradientNormLoss, RandomizedSmoothingLoss, StandardLoss, fit
+from ..metrics import RegimeThresholds, regime_decisions, regime_rule_text, score_alignment, sweep_reference
+from ..models._weights import load_weights
 from .config import SweepConfig
-from .measure import EvaluationData, measure_model, prepare_evaluation
+from .executors import Executor, run_tasks
+from .grid import SweepTask, build_model, model_key, parse_shard, shard_tasks, sweep_tasks
 from .report import write_report
+from .results import COLLAPSE_MARGIN, NUM_CLASSES, ModelResult, SweepResult
+from .tasks import evaluation_data, read_result
 
-__all__ = ["ModelResult", "SweepResult", "run_sweep", "train_model"]
+__all__ = ["assemble_report", "run_sweep"]
 
-REGIME_RULE = (
-    "Regimes (Srinivas et al., NeurIPS 2023), per method in order of strength: 'excessive' where test "
-    "accuracy fell more than 5 points below the unregularised model or, after the alignment peak, alignment "
-    "fell more than 10% below it; 'weak' before the peak and away from it, or where the model reacts to "
-    "off-manifold noise about as much as to on-manifold noise (on/off change ratio < 2); otherwise "
-    "'bayes_aligned'."
-)
+CONFIG_FILE = "sweep_config.json"
 
 
-@dataclass
-class ModelResult:
-    """Measurements of one trained model (one row of the report).
-
-    Examples
-    --------
-    >>> r = ModelResult("noise", 0.1, 0, {"accuracy": 0.9}, regime="weak")
-    >>> r.row()["accuracy"], r.row()["regime"]
-    (0.9, 'weak')
-    """
-
-    method: str
-    strength: float
-    seed: int
-    metrics: dict[str, Any]
-    regime: str = ""
-    train_seconds: float = math.nan
-
-    def row(self) -> dict[str, Any]:
-        """Flat dict for tables and JSON."""
-        return {
-            "method": self.method,
-            "strength": self.strength,
-            "seed": self.seed,
-            **self.metrics,
-            "regime": self.regime,
-            "train_seconds": self.train_seconds,
-        }
+def _write_config(config: SweepConfig) -> None:
+    atomic_write(Path(config.out) / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode())
 
 
-@dataclass
-class SweepResult:
-    """What :func:`run_sweep` returns: the config, one :class:`ModelResult` per model, the report files.
-
-    Examples
-    --------
-    >>> res = SweepResult(SweepConfig.quick(), [ModelResult("noise", 0.0, 0, {"accuracy": 0.9})])
-    >>> "noise" in res.summary()
-    True
-    """
-
-    config: SweepConfig
-    results: list[ModelResult]
-    files: dict[str, Path] = field(default_factory=dict)
-    seconds: float = math.nan
-
-    @property
-    def rows(self) -> list[dict[str, Any]]:
-        """One flat dict per model."""
-        return [r.row() for r in self.results]
-
-    def summary(self) -> str:
-        """A plain-text table of the main figures."""
-        keys = ["accuracy", "alignment_bayes", "alignment_conditional", "tangent_alignment", "relative_robustness"]
-        lines = [f"{'method':<14}{'strength':>9}{'seed':>5} " + " ".join(f"{k[:12]:>12}" for k in keys) + "  regime"]
-        for r in self.results:
-            vals = " ".join(f"{float(r.metrics.get(k, math.nan)):>12.4f}" for k in keys)
-            lines.append(f"{r.method:<14}{r.strength:>9g}{r.seed:>5} {vals}  {r.regime}")
-        if math.isfinite(self.seconds):
-            lines.append(f"total time {self.seconds:.1f} s")
-        return "\n".join(lines)
+def _read_config(out: str | Path) -> SweepConfig:
+    path = Path(out) / CONFIG_FILE
+    if not path.is_file():
+        raise ValueError(f"Expected `out` to be a sweep's output folder (with {CONFIG_FILE}) but {str(out)!r} has none")
+    return SweepConfig.from_dict(json.loads(path.read_text()))
 
 
-def _build_model(architecture: str) -> nn.Module:
-    if architecture == "cnn":
-        return SmallCNN(in_channels=1, num_classes=10)
-    return MLP(input_shape=(1, 16, 16), hidden=(256, 128, 128), num_classes=10)
+def _check_run(config: SweepConfig) -> None:
+    """Refuse an unavailable device or an output folder that cannot be one, before any work."""
+    from .components.settings import AnalysisSettings
+    from .errors import AnalysisInputError
+
+    AnalysisSettings(device=config.device).check_device()
+    out = Path(config.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise AnalysisInputError(f"Expected `out` to be a folder but {config.out!r} is a file: choose another --out")
+    parent = out if out.exists() else next((q for q in out.parents if q.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise AnalysisInputError(f"cannot write the sweep to {config.out!r}: {str(parent)!r} is not writable")
 
 
-def _make_loss(method: str, strength: float, config: SweepConfig) -> nn.Module:
-    if strength == 0:
-        return StandardLoss()
-    if method == "gradient_norm":
-        return GradientNormLoss(strength)
-    if method == "noise":
-        return RandomizedSmoothingLoss(strength)
-    return AdversarialLoss(strength, steps=config.pgd_steps, norm="l2")
-
-
-def _model_name(config: SweepConfig, method: str, strength: float, seed: int) -> str:
-    # strength 0 is plain cross-entropy whatever the method: one model serves every method
-    kind = "plain" if strength == 0 else f"{method}_{strength:g}"
-    return f"{config.architecture}_{kind}_s{seed}_e{config.epochs}_b{config.batch_size}_lr{config.lr:g}"
-
-
-def train_model(
-    method: str, strength: float, seed: int, config: SweepConfig, train_data: Any = None
-) -> tuple[nn.Module, float]:
-    """Train one classifier of the sweep, or load it from the cache in ``config.out/models``.
-
-    Training resumes from its last checkpoint if it was interrupted. Returns the model (eval mode,
-    on ``config.device``) and the training time in seconds (0 when loaded from the cache).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> cfg = SweepConfig.quick(out=tempfile.mkdtemp(), epochs=1, quiet=True)
-    >>> model, seconds = train_model("noise", 0.3, 0, cfg)
-    >>> model(torch.zeros(2, 1, 16, 16)).shape
-    torch.Size([2, 10])
-    """
-    cache = Path(config.out) / "models"
-    name = _model_name(config, method, strength, seed)
-    folder = cache / name
-    model = _build_model(config.architecture)
-    if (folder / "config.json").exists() and not config.retrain:
-        state, meta = load_weights(folder)
-        model.load_state_dict(state)
-        return model.to(config.device).eval(), float(meta.get("train_seconds", 0.0))
-    if train_data is None:
-        train_data = load_digits16("train").dataset()
-    loader = torch.utils.data.DataLoader(train_data, batch_size=config.batch_size, shuffle=True)
-    start = time.perf_counter()
-    torch.manual_seed(seed)
-    model = _build_model(config.architecture)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    fit(
-        model,
-        _make_loss(method, strength, config),
-        loader,
-        epochs=config.epochs,
-        optimizer=optimizer,
-        checkpoint_dir=cache / "checkpoints" / name,
-        resume=not config.retrain,
-        seed=seed,
-        quiet=True,
-        device=config.device,
-    )
-    seconds = time.perf_counter() - start
-    # weights first, config last: the config's presence marks a finished model
-    save_weights(
-        folder,
-        model.state_dict(),
-        {"method": method, "strength": strength, "seed": seed, "train_seconds": seconds, "config": config.to_dict()},
-    )
-    shutil.rmtree(cache / "checkpoints" / name, ignore_errors=True)
-    return model.eval(), seconds
-
-
-def _example_maps(
-    models: dict[tuple[str, float, int], nn.Module], results: list[ModelResult], data: EvaluationData, n: int
-) -> tuple[Tensor, dict[str, Tensor]]:
-    x, y = data.images[:n], data.labels[:n]
-    maps: dict[str, Tensor] = {}
-    if data.bayes_scores is not None:
-        maps["Bayes score\ndifference"] = data.bayes_scores[:n]
-    by_method: dict[str, list[ModelResult]] = {}
-    for r in results:
-        if r.seed == results[0].seed:
-            by_method.setdefault(r.method, []).append(r)
-    for method, rs in by_method.items():
-        peak = max(rs, key=lambda r: r.metrics.get("alignment_bayes", -math.inf))
-        for label, r in (("none", rs[0]), ("peak", peak), ("max", rs[-1])):
-            model = models[(r.method, r.strength, r.seed)]
-
-            def log_softmax(inputs: Tensor, m: Callable[[Tensor], Tensor] = model) -> Tensor:
-                return torch.log_softmax(m(inputs), dim=1)
-
-            maps[f"{method}\n{r.strength:g} ({label})"] = input_gradients(log_softmax, (x,), y)[0]
-    return x, maps
-
-
-def run_sweep(config: SweepConfig | None = None) -> SweepResult:
+def run_sweep(
+    config: SweepConfig | None = None,
+    *,
+    executor: Executor = "serial",
+    address: str | None = None,
+    num_workers: int | None = None,
+    shard: str | tuple[int, int] | None = None,
+    max_retries: int = 3,
+) -> SweepResult:
     """Run the whole PAG analysis on ``digits16`` and write the report.
 
     For every method, strength and seed of ``config``: train (or load from the cache) a classifier,
     measure accuracy, perceptual alignment with the shipped class-conditional diffusion model's
     Bayes score difference, tangent alignment and on-/off-manifold robustness on the exact
-    64-dimensional ``digits16`` subspace, then name each model's regime with
-    :func:`~captum_pags.metrics.robustness_regime` and write ``results.json``, ``results.csv``, PNG
-    figures and ``report.html`` to ``config.out``.
+    64-dimensional ``digits16`` subspace (and the shipped autoencoder's decoder tangent space),
+    and write its result file ``out/results/<model>.json``. Then name each grid point's regime
+    on the means over seeds (:func:`~captum_pags.metrics.robustness_regime`) and write
+    ``results.json``, ``results.csv``, PNG figures and ``report.html`` to ``config.out``
+    (:func:`assemble_report`).
 
     Parameters
     ----------
     config : SweepConfig, optional
-        Settings; the defaults run the full grid.
+        Settings; the defaults run the full grid with three seeds.
+    executor : {"serial", "ray"}
+        How the tasks run (:func:`~captum_pags.analysis.executors.run_tasks`).
+    address, num_workers, max_retries
+        Ray settings (see :func:`~captum_pags.analysis.executors.run_tasks`).
+    shard : str or (int, int), optional
+        ``"I/N"``: run only shard ``I`` of ``N`` and write its result files, no report; run
+        :func:`assemble_report` (``captum-pags report OUT``) when the shards are done.
 
     Returns
     -------
@@ -228,57 +101,234 @@ def run_sweep(config: SweepConfig | None = None) -> SweepResult:
     """
     config = config or SweepConfig()
     start = time.perf_counter()
-    torch.manual_seed(config.seed)
-    device = torch.device(config.device)
-    test = load_digits16("test")
-    x, y = test.images[: config.n_eval].to(device), test.labels[: config.n_eval].to(device)
-    score_model = load_digits16_score_model(device=device)
-    data = prepare_evaluation(
-        x,
-        y,
-        digits16_subspace(),
-        score_model,
-        config.sigma,
-        config.epsilons,
-        config.n_samples,
-        config.seed,
-        extra_tangent_spaces={"decoder": digits16_decoder_tangent(device=device)},
+    _check_run(config)
+    tasks = sweep_tasks(config)
+    if shard is not None:
+        tasks = shard_tasks(
+            tasks, parse_shard(shard) if isinstance(shard, str) else parse_shard(f"{shard[0]}/{shard[1]}")
+        )
+    _write_config(config)
+    payloads = run_tasks(
+        tasks, config, executor=executor, address=address, num_workers=num_workers, max_retries=max_retries
     )
-    train_data = load_digits16("train").dataset()
-    jobs = [(m, s, seed) for m in config.methods for s in sorted(config.strengths[m]) for seed in config.seeds]
-    models: dict[tuple[str, float, int], nn.Module] = {}
-    results: list[ModelResult] = []
-    bar = tqdm(jobs, desc="train + measure", unit="model", disable=config.quiet)
-    for method, strength, seed in bar:
-        bar.set_postfix_str(f"{method} {strength:g} seed {seed}")
-        model, seconds = train_model(method, strength, seed, config, train_data)
-        models[(method, strength, seed)] = model
-        results.append(ModelResult(method, strength, seed, measure_model(model, data), train_seconds=seconds))
+    if shard is not None:
+        results = [r for p in payloads for r in _model_results(p)]
+        return SweepResult(config, results, seconds=time.perf_counter() - start)
+    return assemble_report(config, wall_seconds=time.perf_counter() - start, payloads=payloads)
+
+
+def _model_results(payload: dict[str, Any]) -> list[ModelResult]:
+    metrics = {k: (math.nan if v is None else v) for k, v in payload["metrics"].items()}
+    return [
+        ModelResult(
+            method,
+            float(strength),
+            int(payload["task"]["seed"]),
+            dict(metrics),
+            train_seconds=float(payload["train_seconds"]),
+            from_cache=bool(payload["from_cache"]),
+            model=str(payload["model"]),
+        )
+        for method, strength in payload["serves"]
+    ]
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    finite = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+    if not finite:
+        return math.nan, math.nan
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+
+def _group(results: list[ModelResult], config: SweepConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Means and sds over seeds per ``(method, strength)``, regimes decided on the means, references."""
+    groups: list[dict[str, Any]] = []
+    references: dict[str, Any] = {}
+    chance = 1.0 / NUM_CLASSES
     for method in config.methods:
-        for seed in config.seeds:
-            group = [r for r in results if r.method == method and r.seed == seed]
-            regimes = robustness_regime(
-                relative_robustness=[r.metrics["relative_robustness"] for r in group],
-                accuracy=[r.metrics["accuracy"] for r in group],
-                alignment=[r.metrics["alignment_bayes"] for r in group],
+        strengths = sorted({r.strength for r in results if r.method == method})
+        method_groups = []
+        for s in strengths:
+            members = [r for r in results if r.method == method and r.strength == s]
+            keys = [k for k, v in members[0].metrics.items() if isinstance(v, (int, float))]
+            curves = [k for k, v in members[0].metrics.items() if isinstance(v, list)]
+            mean, sd = {}, {}
+            for k in keys:
+                mean[k], sd[k] = _mean_sd([float(m.metrics[k]) for m in members])
+            for k in curves:
+                columns = list(zip(*[m.metrics[k] for m in members]))
+                pairs = [_mean_sd([float(v) for v in col]) for col in columns]
+                mean[k], sd[k] = [p[0] for p in pairs], [p[1] for p in pairs]
+            collapsed = bool(mean["accuracy"] < chance + COLLAPSE_MARGIN)
+            method_groups.append(
+                {
+                    "method": method,
+                    "strength": s,
+                    "seeds": sorted(m.seed for m in members),
+                    "mean": mean,
+                    "sd": sd,
+                    "collapsed": collapsed,
+                }
             )
-            for r, regime in zip(group, regimes if isinstance(regimes, list) else [regimes]):
-                r.regime = regime
-    images, maps = _example_maps(models, results, data, n=min(8, x.shape[0]))
-    result = SweepResult(config, results, seconds=time.perf_counter() - start)
-    result.files = write_report(
+        if not method_groups:
+            continue
+        series = {k: [g["mean"][k] for g in method_groups] for k in ("accuracy", "alignment_bayes", "gradient_norm")}
+        decisions = regime_decisions(
+            [g["mean"]["relative_robustness"] for g in method_groups],
+            series["accuracy"],
+            series["alignment_bayes"],
+            gradient_norm=series["gradient_norm"],
+        )
+        for g, d in zip(method_groups, decisions):
+            g["regime"], g["reason"] = d.regime, d.reason
+        ref = sweep_reference(series["accuracy"], series["alignment_bayes"], series["gradient_norm"])
+        references[method] = {**ref.to_dict(), "source": f"sweep of {method} on {config.architecture}"}
+        groups.extend(method_groups)
+    regime = {(g["method"], g["strength"]): g["regime"] for g in groups}
+    for r in results:
+        r.regime = regime.get((r.method, r.strength), "undetermined")
+    return groups, references
+
+
+def _maps(config: SweepConfig, groups: list[dict[str, Any]], n: int = 6) -> dict[str, Any] | None:
+    """Gradient maps of the first seed's models: unregularised, at the alignment peak, strongest."""
+    data = evaluation_data(config)
+    x, y = data.images[:n], data.labels[:n]
+    panels: list[dict[str, Any]] = []
+    if data.bayes_scores is not None:
+        panels.append({"label": "Bayes score difference", "maps": data.bayes_scores[:n].cpu(), "alignment": None})
+    seed = config.seeds[0]
+    for method in config.methods:
+        mg = [g for g in groups if g["method"] == method]
+        if not mg:
+            continue
+        aligned = [g for g in mg if not g["collapsed"] and math.isfinite(g["mean"]["alignment_bayes"])]
+        peak = max(aligned, key=lambda g: g["mean"]["alignment_bayes"]) if aligned else mg[0]
+        chosen = [mg[0], peak, mg[-1]]
+        for g in {id(g): g for g in chosen}.values():
+            folder = (
+                Path(config.out) / "models" / model_key(SweepTask.for_grid_point(method, g["strength"], seed), config)
+            )
+            if not (folder / "config.json").is_file():
+                continue
+            model = build_model(config)
+            model.load_state_dict(load_weights(folder)[0])
+            model = model.to(config.device).eval()
+
+            def log_softmax(inputs: Tensor, m: Callable[[Tensor], Tensor] = model) -> Tensor:
+                return torch.log_softmax(m(inputs), dim=1)
+
+            grads = input_gradients(log_softmax, (x,), y)[0].detach()
+            align = (
+                score_alignment(grads, data.bayes_scores[:n]).cpu().tolist() if data.bayes_scores is not None else None
+            )
+            flag = ", collapsed" if g["collapsed"] else ""
+            panels.append(
+                {"label": f"{method} {g['strength']:g}\n{g['regime']}{flag}", "maps": grads.cpu(), "alignment": align}
+            )
+    if len(panels) <= 1:
+        return None
+    return {"images": x.cpu(), "labels": y.cpu().tolist(), "panels": panels, "seed": seed}
+
+
+def _chance_levels(config: SweepConfig) -> dict[str, float]:
+    """Chance accuracy, the random-direction tangent alignment sqrt(k/D) of each tangent space, the threshold."""
+    data = evaluation_data(config)
+    d = data.images[0].numel()
+    levels = {"accuracy": 1.0 / NUM_CLASSES, "min_relative_robustness": RegimeThresholds().min_relative_robustness}
+    for name, space in {"": data.tangent_space, **data.extra_tangent_spaces}.items():
+        levels["tangent_alignment" + (f"_{name}" if name else "")] = math.sqrt(space.dim / d)
+    return levels
+
+
+def assemble_report(
+    out: str | Path | SweepConfig,
+    *,
+    wall_seconds: float | None = None,
+    maps: bool = True,
+    payloads: list[dict[str, Any]] | None = None,
+) -> SweepResult:
+    """Assemble the report from the per-model result files present in a sweep's output folder.
+
+    This is ``captum-pags report OUT``: after the shards of a batch scheduler (or an interrupted
+    run) it reads ``OUT/sweep_config.json`` and ``OUT/results/*.json``, decides the regimes on
+    the means over seeds, writes the report, and lists the grid points whose results are missing.
+
+    Parameters
+    ----------
+    out : path or SweepConfig
+        The sweep's output folder (or its config).
+    wall_seconds : float, optional
+        Wall time of the run, for the provenance.
+    maps : bool
+        Draw gradient maps (needs the models in ``OUT/models``).
+    payloads : list of dict, optional
+        What the tasks of this run returned; they say which models this run took from the cache
+        (the result files say how the run that wrote them got each model).
+
+    Returns
+    -------
+    SweepResult
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cfg = SweepConfig.quick(out=tempfile.mkdtemp(), epochs=1, quiet=True, methods=("noise",),
+    ...                         strengths={"noise": (0.0, 0.5)}, n_eval=20)
+    >>> _ = run_sweep(cfg, shard="1/2")
+    >>> assemble_report(cfg.out).missing
+    ['noise 0.5 seed 0']
+    """
+    from .provenance import provenance
+
+    config = out if isinstance(out, SweepConfig) else _read_config(out)
+    this_run = {p["model"]: bool(p["from_cache"]) for p in payloads or []}
+    results: list[ModelResult] = []
+    missing: list[str] = []
+    for task in sweep_tasks(config):
+        payload = read_result(task, config)
+        if payload is None:
+            missing.extend(f"{m} {s:g} seed {task.seed}" for m, s in task.serves(config))
+        else:
+            if payload["model"] in this_run:
+                payload["from_cache"] = this_run[payload["model"]]
+            results.extend(_model_results(payload))
+    order = {m: i for i, m in enumerate(config.methods)}
+    results.sort(key=lambda r: (order[r.method], r.strength, r.seed))
+    if not results:
+        raise ValueError(f"Expected result files in {str(Path(config.out) / 'results')!r} but found none")
+    groups, references = _group(results, config)
+    cached = sorted({r.model for r in results if r.from_cache})
+    prov = provenance(
+        config.device,
+        wall_seconds,
+        models=len({r.model for r in results}),
+        models_from_cache=cached,
+    )
+    figure_maps = _maps(config, groups) if maps else None
+    chance = _chance_levels(config)
+    res = SweepResult(config, results, groups=groups, missing=missing, seconds=wall_seconds or math.nan)
+    res.files = write_report(
         config.out,
-        result.rows,
+        res.rows,
         config=config.to_dict(),
-        images=images.cpu(),
-        maps={k: v.cpu() for k, v in maps.items()},
+        groups=groups,
+        references=references,
+        provenance=prov,
+        missing=missing,
+        maps=figure_maps,
+        chance=chance,
         title="captum_pags sweep on digits16",
         notes=[
-            f"{len(results)} models, {config.architecture}, sigma={config.sigma}; score model: the shipped "
-            "class-conditional diffusion model; tangent space: the exact 64-dimensional digits16 subspace "
-            "(columns marked 'decoder': the 16-dimensional tangent space of the shipped autoencoder's decoder).",
-            REGIME_RULE,
+            f"{len({r.model for r in results})} models ({len(cached)} loaded from the cache), "
+            f"{config.architecture}, {len(config.seeds)} training seeds (mean +- sd over seeds), "
+            f"sigma={config.sigma}; score model: the shipped class-conditional diffusion model; tangent "
+            "space: the exact 64-dimensional digits16 subspace (columns marked 'decoder': the 16-dimensional "
+            "tangent space of the shipped autoencoder's decoder).",
+            regime_rule_text(),
+            f"A model whose mean accuracy is within {COLLAPSE_MARGIN:g} of chance ({1 / NUM_CLASSES:g}) is "
+            "flagged as collapsed: its gradients carry no class information, so it is not drawn as an "
+            "alignment point.",
         ],
     )
-    atomic_write(Path(config.out) / "timing.json", json.dumps({"seconds": result.seconds}).encode())
-    return result
+    return res

@@ -96,7 +96,11 @@ def _score_source(score_model: Any, unconditional: Any, data: DataSource) -> tup
     """A spec to load (strings) or ready score models (objects)."""
     if isinstance(score_model, ScoreModels):
         return None, score_model
-    if score_model == "auto":
+    if isinstance(score_model, ScoreSpec):
+        if unconditional is not None:
+            raise AnalysisInputError("Expected the unconditional model inside the ScoreSpec, not beside it")
+        return score_model, None
+    if isinstance(score_model, str) and score_model == "auto":
         score_model = "shipped" if isinstance(data, EmbeddedData) and data.name == "digits16" else None
     if isinstance(score_model, (str, type(None))) and isinstance(unconditional, (str, type(None))):
         if score_model is None and unconditional is None:
@@ -122,16 +126,15 @@ def _tangent_spec(tangent: Any, data: DataSource) -> Any:
     return parse_tangent(tangent) if isinstance(tangent, str) else tangent
 
 
-def _regime(metrics: Mapping[str, Any], reference_accuracy: float | None) -> str:
-    from ..metrics import robustness_regime
+def _regime(metrics: Mapping[str, Any], reference: Any) -> tuple[str, str]:
+    """The regime through the one placement rule of :func:`~captum_pags.metrics.place_model`, and why."""
+    from ..metrics import place_model
 
-    return str(
-        robustness_regime(
-            relative_robustness=metrics["relative_robustness"],
-            accuracy=metrics["accuracy"] if reference_accuracy is not None else None,
-            reference_accuracy=reference_accuracy,
-        )
-    )
+    try:
+        decision = place_model(metrics, reference)
+    except (ValueError, TypeError) as err:
+        raise AnalysisInputError(f"cannot place the model against the reference: {err}") from None
+    return str(decision.regime), str(getattr(decision, "reason", ""))
 
 
 def analyze_model(
@@ -153,7 +156,9 @@ def analyze_model(
     batch_size: int = 64,
     max_examples: int | None = None,
     quiet: bool = False,
+    reference: Any = None,
     reference_accuracy: float | None = None,
+    alignment_metrics: Sequence[str] = ("cosine", "ssim"),
 ) -> AnalysisResult:
     r"""Measure one classifier on data, score model(s) and a tangent space of your choice; write a report.
 
@@ -174,9 +179,10 @@ def analyze_model(
         Your data as tensors (a ``1x16x16`` tensor is your data, not ``digits16``).
     data : str or DataSource, optional
         Or a data source / ``--data`` string (default: ``"digits16"``).
-    score_model : str, ScoreModel or ScoreModels, optional
+    score_model : str, ScoreSpec, ScoreModel or ScoreModels, optional
         ``"auto"`` (the shipped model for ``digits16``, none otherwise), ``"shipped"``, a
-        diffusers folder, a denoiser file, a :class:`~captum_pags.scores.ScoreModel`, or None.
+        diffusers folder, a denoiser file, a :class:`~captum_pags.analysis.ScoreSpec` (with
+        loading settings), a :class:`~captum_pags.scores.ScoreModel`, or None.
     unconditional_score_model : str or ScoreModel, optional
         An unconditional model paired with a conditional ``score_model`` without a null label.
     tangent : str, TangentSpec or TangentSpace, optional
@@ -190,8 +196,14 @@ def analyze_model(
         See :class:`~captum_pags.analysis.AnalysisSettings`.
     quiet : bool
         No progress bar.
+    reference : str, mapping or RegimeReference, optional
+        A sweep's ``results.json`` (its unregularised accuracy and alignment peak) to place the
+        model against (:func:`~captum_pags.metrics.place_model`); without a reference the regime
+        is ``"undetermined"``.
     reference_accuracy : float, optional
-        Accuracy of an unregularised reference model, for the regime.
+        Or only the accuracy of an unregularised reference model.
+    alignment_metrics : sequence of str
+        See :func:`~captum_pags.analysis.measure_batches`.
 
     Returns
     -------
@@ -206,6 +218,15 @@ def analyze_model(
     (['alignment', 'csv'], True)
     """
     start = time.perf_counter()
+    if reference is not None and reference_accuracy is not None:
+        raise AnalysisInputError("Expected either `reference` or `reference_accuracy`, not both")
+    if reference is None and reference_accuracy is not None:
+        reference = float(reference_accuracy)
+    if isinstance(reference, (str, Path)) and not Path(reference).is_file():
+        raise AnalysisInputError(f"reference results {str(reference)!r} do not exist (a sweep's results.json)")
+    from .measure import _check_metrics
+
+    alignment_metrics = _check_metrics(alignment_metrics)
     settings = AnalysisSettings(sigma, tuple(epsilons), n_samples, batch_size, max_examples, seed, device)
     settings.check_device()
     check_output_folder(out)
@@ -218,15 +239,16 @@ def analyze_model(
     tangent_spec = _tangent_spec(tangent, source)
     extra = {name: (parse_tangent(t) if isinstance(t, str) else t) for name, t in (extra_tangents or {}).items()}
     score_given = spec is not None or scores is not None
+    known = scores if scores is not None else (spec.capabilities() if spec is not None else None)
     for t in (tangent_spec, *extra.values()):
         if isinstance(t, TangentSpec):
-            t.check(source, scores, score_given=score_given)
+            t.check(source, known, score_given=score_given)
     if not isinstance(model, nn.Module) and hasattr(model, "load"):
         model = model.load(dev)
     score_classes = spec.info().num_classes if spec is not None and spec.info() is not None else None
     if scores is not None:
         score_classes = scores.num_classes
-    check_classifier_fit(model, source, score_classes)
+    check_classifier_fit(model, source, score_classes, dev)
     # ------------------------------------------------------------------ loading (the pieces fit)
     if spec is not None:
         scores = spec.load(dev)
@@ -277,12 +299,15 @@ def analyze_model(
             n_samples=settings.n_samples,
             seed=settings.seed,
             device=dev,
+            alignment_metrics=alignment_metrics,
             on_batch=progress,
         )
     finally:
         if bar is not None:
             bar.close()
-    regime = _regime(metrics, reference_accuracy)
+    regime, why = _regime(metrics, reference)
+    if why:
+        notes.append(f"regime {regime}: {why}")
     config = {
         "command": "analyze",
         "data": source.to_config(),
@@ -292,6 +317,8 @@ def analyze_model(
             for name, t in {"": tangent_spec, **extra}.items()
         },
         "settings": settings.to_config(),
+        "alignment_metrics": list(alignment_metrics),
+        "reference": reference if isinstance(reference, (str, float, int, type(None))) else repr(reference),
         "sigma_evaluated": used_sigma,
         "n": metrics["n"],
     }

@@ -11,7 +11,7 @@ from captum.log import log_usage
 
 from .._kernel._captum_compat import TargetType, TensorOrTupleOfTensorsGeneric, format_output
 from .._kernel._validation import check_batch, check_choice, check_int, check_tensor_or_tuple
-from ..scores.base import ScoreModel
+from ..scores.base import ScoreModel, check_has_data
 
 __all__ = ["ScoreAttribution"]
 
@@ -99,6 +99,7 @@ class ScoreAttribution(Attribution):
             raise ValueError(
                 f"Expected `inputs` to be one tensor (or a 1-tuple) for a score model but got {len(inputs_t)} tensors"
             )
+        check_has_data("inputs", inputs_t[0])
         check_batch("inputs", inputs_t)
         x = inputs_t[0].detach()
         if self.mode != "unconditional" and target is None:

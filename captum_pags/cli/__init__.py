@@ -27,6 +27,7 @@ _THREAD_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 _HELP = {
     "sweep": "train models of growing robustness on digits16 and report the three regimes",
     "analyze": "analyse one model of yours with your data, diffusion model and tangent space",
+    "report": "assemble a sweep's report from the per-model results in its folder (after shards)",
 }
 
 
@@ -36,7 +37,13 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     _sweep.add_parser(sub)
 
 
-_BUILDERS = {"sweep": _add_sweep, "analyze": _analyze.add_parser}
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    from . import report as _report
+
+    _report.add_parser(sub)
+
+
+_BUILDERS = {"sweep": _add_sweep, "analyze": _analyze.add_parser, "report": _add_report}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -60,7 +67,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         ),
         formatter_class=Formatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{sweep,analyze}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{sweep,analyze,report}")
     for name, build in _BUILDERS.items():
         if only is None or only == name:
             build(sub)
@@ -96,8 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     from ..analysis.errors import AnalysisInputError
 
-    runner = _analyze.run if args.command == "analyze" else _sweep_run
+    runner = {"analyze": _analyze.run, "sweep": _sweep_run, "report": _report_run}[args.command]
     try:
+        _check_common(args)
         return runner(args)
     except (AnalysisInputError, FileNotFoundError, ValueError, TypeError) as err:
         return fail(str(err))
@@ -106,10 +114,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _check_common(args: argparse.Namespace) -> None:
+    """What every subcommand needs, checked before it starts: an available device and an output folder."""
+    from ..analysis.components.settings import AnalysisSettings
+    from ..analysis.errors import AnalysisInputError
+
+    device = getattr(args, "device", None)
+    if device is not None:
+        AnalysisSettings(device=device).check_device()
+    out = getattr(args, "out", None)
+    if out is not None and os.path.exists(out) and not os.path.isdir(out):
+        raise AnalysisInputError(f"Expected --out to be a folder but {out!r} is a file: choose another --out")
+
+
 def _sweep_run(args: argparse.Namespace) -> int:
     from . import sweep as _sweep
 
     return _sweep.run(args)
+
+
+def _report_run(args: argparse.Namespace) -> int:
+    from . import report as _report
+
+    return _report.run(args)
 
 
 if __name__ == "__main__":

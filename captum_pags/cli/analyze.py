@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 from ._common import ExampleFormatter, add_common, floats, positive_int
 
@@ -89,6 +90,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "EDM-style denoiser D(x, sigma[, class_labels]) as .pt/.pt2 (default: shipped for digits16, else none)",
     )
     analyze.add_argument(
+        "--score-model-kwargs",
+        default=None,
+        help='JSON loading settings of the score model, e.g. \'{"num_classes": 10, "one_hot_labels": true, '
+        '"model_range": [-1, 1]}\' for an EDM denoiser, or \'{"null_class": 10}\' (default: none)',
+    )
+    analyze.add_argument(
         "--unconditional-score-model",
         default=None,
         help="an unconditional model paired with a class-conditional --score-model that has no null label "
@@ -113,10 +120,23 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--max-examples", type=positive_int, default=None, help="analyse at most this many examples (default: all)"
     )
     analyze.add_argument(
+        "--alignment-metrics",
+        default="cosine,ssim",
+        help="alignment metrics, comma-separated among cosine, pearson, ssim, lpips (the paper's; needs the "
+        "AlexNet weights in the torch hub cache); the first also fills alignment_bayes (default: cosine,ssim)",
+    )
+    analyze.add_argument(
+        "--reference",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="a sweep's results.json: place the model against its unregularised accuracy and alignment peak "
+        "(default: none; the regime is then undetermined)",
+    )
+    analyze.add_argument(
         "--reference-accuracy",
         type=float,
         default=None,
-        help="accuracy of an unregularised reference model, for the regime (default: none)",
+        help="or only the accuracy of an unregularised reference model, in [0, 1] (default: none)",
     )
     return analyze
 
@@ -146,17 +166,39 @@ def _components(args: argparse.Namespace) -> dict:
         mean, std = parse_normalize(f"{args.mean};{args.std}")
     if args.reference_accuracy is not None and not 0 <= args.reference_accuracy <= 1:
         raise AnalysisInputError(f"Expected --reference-accuracy in [0, 1] but got {args.reference_accuracy}")
+    if args.reference is not None and args.reference_accuracy is not None:
+        raise AnalysisInputError("Expected either --reference or --reference-accuracy, not both")
+    if args.reference is not None and not Path(args.reference).is_file():
+        raise AnalysisInputError(f"--reference {args.reference!r} does not exist (a sweep's results.json)")
+    metrics = tuple(m.strip() for m in args.alignment_metrics.split(",") if m.strip())
+    known = ("cosine", "pearson", "ssim", "lpips")
+    if not metrics or any(m not in known for m in metrics):
+        raise AnalysisInputError(
+            f"Expected --alignment-metrics among {', '.join(known)} but got {args.alignment_metrics!r}"
+        )
     epsilons = (0.25, 0.5, 1.0, 2.0) if args.epsilons is None else parse_floats(",".join(map(str, args.epsilons)))
     classifier = ClassifierSpec(args.model, args.model_class, args.model_kwargs, mean, std)
     classifier.check()
     tangent = None if args.tangent == "auto" else parse_tangent(args.tangent)
     data = parse_data(args.data, data_range)
-    score = "auto" if args.score_model == "auto" else None
-    if args.score_model != "auto" or args.unconditional_score_model is not None:
+    score: object = "auto"
+    if args.score_model != "auto" or args.unconditional_score_model is not None or args.score_model_kwargs:
         score = parse_score_model(
-            None if args.score_model == "auto" else args.score_model, args.unconditional_score_model, data_range
+            None if args.score_model == "auto" else args.score_model,
+            args.unconditional_score_model,
+            data_range,
+            args.score_model_kwargs,
         )
-    return {"classifier": classifier, "data": data, "score": score, "tangent": tangent, "epsilons": epsilons}
+        if score.path is None:  # type: ignore[attr-defined]
+            score = None
+    return {
+        "classifier": classifier,
+        "data": data,
+        "score": score,
+        "tangent": tangent,
+        "epsilons": epsilons,
+        "metrics": metrics,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,8 +226,7 @@ def run(args: argparse.Namespace) -> int:
         result = analyze_model(
             parts["classifier"],
             data=parts["data"],
-            score_model=score if not hasattr(score, "path") else score.path or None,
-            unconditional_score_model=None if not hasattr(score, "unconditional") else score.unconditional,
+            score_model=score,
             tangent=parts["tangent"],
             out=args.out,
             sigma=settings.sigma,
@@ -196,7 +237,9 @@ def run(args: argparse.Namespace) -> int:
             batch_size=settings.batch_size,
             max_examples=settings.max_examples,
             quiet=args.quiet,
+            reference=args.reference,
             reference_accuracy=args.reference_accuracy,
+            alignment_metrics=parts["metrics"],
         )
     for w in caught:
         if issubclass(w.category, MissingMeasurementWarning):

@@ -51,15 +51,51 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             f"with --quick: {grid(QUICK_STRENGTHS[method])})",
         )
     sweep.add_argument(
+        "--strength-units",
+        choices=["ours", "paper"],
+        default="ours",
+        help="units of the strength grids: ours, or the paper's (its training script's --reg-constant, --epsilon, "
+        "--noise-std at this sweep's batch size), converted for training (default: ours)",
+    )
+    sweep.add_argument(
         "--epochs", type=int, default=None, help=f"training epochs per model (default: {SweepConfig.epochs})"
     )
     sweep.add_argument(
-        "--seeds", type=ints, default=None, help="comma-separated training seeds, one model per seed (default: 0)"
+        "--seeds",
+        type=ints,
+        default=None,
+        help="comma-separated training seeds, one model per seed; the report shows mean +- sd over them "
+        "(default: 0,1,2; with --quick: 0)",
     )
     sweep.add_argument(
         "--quick", action="store_true", help="a reduced grid (3 strengths per method) that runs in about 20 s (for CI)"
     )
     sweep.add_argument("--retrain", action="store_true", help="ignore cached models and train again")
+    sweep.add_argument(
+        "--executor",
+        choices=["serial", "ray"],
+        default="serial",
+        help="serial: one model after another in this process; ray: one Ray task per model, on a local "
+        "cluster or the one at --address (pip install 'captum-pags[ray]') (default: serial)",
+    )
+    sweep.add_argument(
+        "--address",
+        default=None,
+        help="address of a running Ray cluster to join, e.g. auto or ray://head:10001 (default: start a local one)",
+    )
+    sweep.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help="Ray tasks at once; each uses cores/N torch threads (default: every core of the cluster)",
+    )
+    sweep.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="run only shard I of N of the grid (e.g. one task of a Slurm array) and write its per-model "
+        "results; then assemble the report with 'captum-pags report OUT' (default: the whole grid)",
+    )
 
     return sweep
 
@@ -72,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = settings(args)
     overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     overrides["architecture"] = args.architecture
+    overrides["strength_units"] = args.strength_units
     strengths = {}
     for method, values in (
         ("gradient_norm", args.strengths_gradient_norm),
@@ -88,7 +125,23 @@ def run(args: argparse.Namespace) -> int:
         overrides["seeds"] = tuple(args.seeds)
     overrides["retrain"] = args.retrain
     config = analysis.SweepConfig.quick(**overrides) if args.quick else analysis.SweepConfig(**overrides)
-    result = analysis.run_sweep(config)
+    if args.executor != "ray" and (args.address is not None or args.num_workers is not None):
+        raise ValueError("Expected --address and --num-workers only with --executor ray")
+    if args.num_workers is not None and args.num_workers < 1:
+        raise ValueError(f"Expected --num-workers to be >= 1 but got {args.num_workers}")
+    if args.shard is not None:
+        from ..analysis.grid import parse_shard
+
+        parse_shard(args.shard)
+    result = analysis.run_sweep(
+        config, executor=args.executor, address=args.address, num_workers=args.num_workers, shard=args.shard
+    )
     print(result.summary())
-    print(f"report written to {result.files['html']}")
+    if args.shard is not None:
+        print(
+            f"shard {args.shard}: per-model results written to {config.out}/results; "
+            f"assemble the report with: captum-pags report {config.out}"
+        )
+    else:
+        print(f"report written to {result.files['html']}")
     return 0

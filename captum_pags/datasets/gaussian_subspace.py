@@ -31,7 +31,7 @@ def _smooth_basis(k: int, shape: tuple[int, ...], generator: torch.Generator) ->
 class GaussianSubspaceMixture:
     r"""A Gaussian mixture on a known ``k``-dimensional linear subspace of :math:`\mathbb{R}^D`.
 
-    Class :math:`c \in \{0,\dots,C-1\}` (uniform prior) draws
+    Class :math:`c \in \{0,\dots,C-1\}` (prior :math:`\pi_c`, uniform unless ``weights`` are given) draws
 
     .. math::
 
@@ -62,6 +62,9 @@ class GaussianSubspaceMixture:
         ``"smooth"`` (images only) spans blurred random images, so samples look like pictures.
     seed : int
         Seeds the basis and the means.
+    weights : sequence of float, optional
+        Class priors :math:`\pi_c` (normalised). Without them classes are equally likely and
+        :meth:`sample` takes them in turn; with them :meth:`sample` draws the labels.
 
     Examples
     --------
@@ -83,6 +86,7 @@ class GaussianSubspaceMixture:
         off_std: float = 1e-3,
         basis: str = "random",
         seed: int = 0,
+        weights: Sequence[float] | None = None,
     ) -> None:
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
         self.shape = torch.Size((shape,) if isinstance(shape, int) else tuple(shape))
@@ -105,7 +109,11 @@ class GaussianSubspaceMixture:
             raise ValueError(f"Expected `basis` to be one of 'random', 'smooth' but got {basis!r}")
         directions = torch.randn(self.num_classes, intrinsic_dim, generator=gen, dtype=torch.float64)
         means = self.class_sep * directions / directions.norm(dim=1, keepdim=True)
-        self.score_model = SubspaceGaussianMixtureScore(raw, means, self.on_std, self.off_std, input_shape=self.shape)
+        priors = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        self.score_model = SubspaceGaussianMixtureScore(
+            raw, means, self.on_std, self.off_std, weights=priors, input_shape=self.shape
+        )
+        self.weights: Tensor | None = None if weights is None else self.score_model.log_weights.exp()
         self.tangent_space = LinearSubspace(self.score_model.basis, input_shape=self.shape)
 
     @property
@@ -119,7 +127,7 @@ class GaussianSubspaceMixture:
         return self.score_model.means
 
     def sample(self, n: int, seed: int | None = None, *, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-        """Draw ``n`` labelled examples, classes in turn (``y = i mod C``).
+        """Draw ``n`` labelled examples: classes in turn (``y = i mod C``), or drawn from ``weights`` if given.
 
         Returns
         -------
@@ -128,7 +136,10 @@ class GaussianSubspaceMixture:
         """
         check_int("n", n, minimum=1)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        y = torch.arange(n) % self.num_classes
+        if self.weights is None:
+            y = torch.arange(n) % self.num_classes
+        else:
+            y = torch.multinomial(self.weights, n, replacement=True, generator=gen)
         k, d = self.intrinsic_dim, int(self.shape.numel())
         z = torch.randn(n, k, generator=gen, dtype=torch.float64)
         eps = torch.randn(n, d, generator=gen, dtype=torch.float64)

@@ -63,23 +63,50 @@ def _polygon_distance(u: Tensor, v: Tensor, angles: Tensor, offset: Tensor) -> T
     return _smooth_max(planes, _ROUND)
 
 
-def _signed_distances(u: Tensor, v: Tensor, size: Tensor) -> Tensor:
-    """``(..., 5)`` signed distances (pixels, negative inside) of the five shapes at ``(u, v)``."""
-    dtype, device = u.dtype, u.device
-    square_normals = torch.arange(4, dtype=dtype, device=device) * (math.pi / 2)
-    triangle_normals = math.pi / 2 + torch.arange(3, dtype=dtype, device=device) * (2 * math.pi / 3)
-    ellipse = _ellipse_distance(u, v, _ELLIPSE[0] * size, _ELLIPSE[1] * size)
-    square = _polygon_distance(u, v, square_normals, 0.8 * size)
-    triangle = _polygon_distance(u, v, triangle_normals, 0.55 * size)
-    # plus: the smooth union (smooth min) of a horizontal and a vertical bar
+def _ellipse(u: Tensor, v: Tensor, size: Tensor) -> Tensor:
+    return _ellipse_distance(u, v, _ELLIPSE[0] * size, _ELLIPSE[1] * size)
+
+
+def _square(u: Tensor, v: Tensor, size: Tensor) -> Tensor:
+    normals = torch.arange(4, dtype=u.dtype, device=u.device) * (math.pi / 2)
+    return _polygon_distance(u, v, normals, 0.8 * size)
+
+
+def _triangle(u: Tensor, v: Tensor, size: Tensor) -> Tensor:
+    normals = math.pi / 2 + torch.arange(3, dtype=u.dtype, device=u.device) * (2 * math.pi / 3)
+    return _polygon_distance(u, v, normals, 0.55 * size)
+
+
+def _plus(u: Tensor, v: Tensor, size: Tensor) -> Tensor:
+    # the smooth union (smooth min) of a horizontal and a vertical bar
     long, half = 1.0 * size, 0.3 * size
     bar_h = _smooth_max(torch.stack([u - long, -u - long, v - half, -v - half], -1), _ROUND)
     bar_v = _smooth_max(torch.stack([u - half, -u - half, v - long, -v - long], -1), _ROUND)
-    plus = -_smooth_max(torch.stack([-bar_h, -bar_v], -1), _ROUND)
-    # ring: a band around an ellipse (a smooth |.| keeps the band's centre line smooth)
+    return -_smooth_max(torch.stack([-bar_h, -bar_v], -1), _ROUND)
+
+
+def _ring(u: Tensor, v: Tensor, size: Tensor) -> Tensor:
+    # a band around an ellipse (a smooth |.| keeps the band's centre line smooth)
     centre = _ellipse_distance(u, v, _RING[0] * size, _RING[1] * size)
-    ring = torch.sqrt(centre**2 + _ROUND**2) - _RING[2] * size
-    return torch.stack([ellipse, square, triangle, plus, ring], dim=-1)
+    return torch.sqrt(centre**2 + _ROUND**2) - _RING[2] * size
+
+
+#: Signed distance (pixels, negative inside) of each shape kind, in the order of SHAPES32_CLASSES.
+_SHAPES = (_ellipse, _square, _triangle, _plus, _ring)
+
+
+def _signed_distance(u: Tensor, v: Tensor, size: Tensor, labels: Tensor) -> Tensor:
+    """``(N, 32, 32)`` signed distance of each image's own shape: each kind evaluated on its images only."""
+    labels = labels.to("cpu")
+    order, parts = [], []
+    for kind, shape in enumerate(_SHAPES):
+        index = torch.nonzero(labels == kind).flatten()
+        if index.numel():
+            where = index.to(u.device)
+            order.append(index)
+            parts.append(shape(u[where], v[where], size[where]))
+    inverse = torch.argsort(torch.cat(order)).to(u.device)
+    return torch.cat(parts)[inverse]
 
 
 def _hue_wheel(hue: Tensor) -> Tensor:
@@ -141,6 +168,7 @@ def check_factors_labels(factors: Tensor, labels: Tensor) -> None:
         raise ValueError(
             f"Expected `factors` to have shape (N, {len(SHAPES32_FACTORS)}) but got {tuple(factors.shape)}"
         )
+    factors = factors.detach()
     if not bool(torch.isfinite(factors).all()):
         raise ValueError("Expected `factors` to be finite but got NaN or infinite values")
     if factors.shape[0] and float(factors[:, 2].min()) <= 0:
@@ -157,15 +185,15 @@ def check_factors_labels(factors: Tensor, labels: Tensor) -> None:
 
 
 def _render(factors: Tensor, labels: Tensor) -> Tensor:
-    # unchecked and free of data-dependent control flow, so that torch.func can transform it
+    # unchecked; its only branches depend on the labels, never on the factors, so torch.func can transform it
     coords = torch.arange(_SIZE, dtype=factors.dtype, device=factors.device) + 0.5
     x, y, size, rotation, hue, intensity, background = (factors[:, i, None, None] for i in range(7))
     dx, dy = coords.view(1, 1, _SIZE) - x, coords.view(1, _SIZE, 1) - y
     cos, sin = torch.cos(rotation), torch.sin(rotation)
     u, v = cos * dx + sin * dy, -sin * dx + cos * dy
-    distances = _signed_distances(u, v, size)  # (N, 32, 32, 5)
-    onehot = torch.nn.functional.one_hot(labels.long().to(factors.device), len(SHAPES32_CLASSES))
-    distance = (distances * onehot.to(factors.dtype)[:, None, None, :]).sum(-1)
+    if factors.shape[0] == 0:
+        return factors.new_zeros((0, *SHAPES32_SHAPE))
+    distance = _signed_distance(u, v, size, labels)  # (N, 32, 32)
     alpha = torch.sigmoid(-distance / _EDGE).unsqueeze(1)  # (N, 1, 32, 32)
     colour = (intensity[:, :, 0] * _hue_wheel(hue[:, 0, 0]))[:, :, None, None]  # (N, 3, 1, 1)
     grey = background.unsqueeze(1)  # (N, 1, 1, 1)

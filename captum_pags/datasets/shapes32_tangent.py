@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -12,7 +13,7 @@ from .._kernel._linalg import orthonormal_rows, principal_angles
 from .._kernel._tensors import chunks
 from .._kernel._validation import check_int, check_positive, check_tensor
 from ..manifold.base import TangentSpace
-from .shapes32 import Shapes32
+from .shapes32 import Shapes32, load_shapes32
 from .shapes32_render import SHAPES32_FACTORS, SHAPES32_SHAPE, _render, check_factors_labels, render_shapes32
 
 __all__ = ["Shapes32Tangent", "compare_tangents", "shapes32_jacobian", "shapes32_tangent"]
@@ -206,14 +207,16 @@ class Shapes32Tangent(TangentSpace):
         return f"{type(self).__name__}(dim={_F}, known_points={self.factors.shape[0]})"
 
 
-def shapes32_tangent(split: Shapes32, *, atol: float = 1e-6, chunk_size: int | None = 256) -> Shapes32Tangent:
+def shapes32_tangent(
+    split: Shapes32 | Literal["train", "test"] = "test", *, atol: float = 1e-6, chunk_size: int | None = 256
+) -> Shapes32Tangent:
     r"""The exact tangent space of a ``shapes32`` split (like ``digits16_subspace`` for the plane).
 
     Parameters
     ----------
-    split : Shapes32
+    split : Shapes32 or {"train", "test"}
         A split from :func:`~captum_pags.datasets.load_shapes32` (or any object with ``factors``,
-        ``labels`` and ``images``).
+        ``labels`` and ``images``), or the name of one.
     atol, chunk_size
         See :class:`Shapes32Tangent`.
 
@@ -229,7 +232,11 @@ def shapes32_tangent(split: Shapes32, *, atol: float = 1e-6, chunk_size: int | N
     >>> space = shapes32_tangent(test)
     >>> space.basis(test.images[:4]).shape
     torch.Size([4, 7, 3072])
+    >>> shapes32_tangent("test").lookup(test.images[:3]).tolist()
+    [0, 1, 2]
     """
+    if isinstance(split, str):
+        split = load_shapes32(split)
     return Shapes32Tangent(split.factors, split.labels, split.images, atol=atol, chunk_size=chunk_size)
 
 

@@ -11,7 +11,6 @@ from torch.func import vjp, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .._kernel._autodiff import _explained_errors, jvp_many, vjp_many
-from .._kernel._linalg import principal_rows
 from .._kernel._tensors import chunks
 
 Fn = Callable[[Tensor], Tensor]
@@ -99,6 +98,15 @@ class JacobianProducts:
         return _rows(self._checked(torch.cat(parts)))
 
 
+def canonical_signs(rows: Tensor) -> Tensor:
+    """Flip each row so that its entry of largest magnitude is positive (eigenvectors have no sign of their own).
+
+    Makes a basis independent of how the batch was chunked.
+    """
+    pivot = rows.gather(-1, rows.abs().argmax(-1, keepdim=True))
+    return rows * torch.where(pivot < 0, -1.0, 1.0).to(rows.dtype)
+
+
 def _check_nonzero(y: Tensor) -> None:
     if not bool(y.abs().amax(dim=(1, 2)).gt(0).all()):
         raise ValueError(
@@ -107,25 +115,50 @@ def _check_nonzero(y: Tensor) -> None:
         )
 
 
+def _orthogonal_complement_rows(rows: Tensor, basis: Tensor | None) -> Tensor:
+    """Orthonormal rows spanning ``rows`` with the span of ``basis`` removed (projected out twice)."""
+    if basis is None:
+        return _orthonormalise(rows)
+    for _ in range(2):  # "twice is enough" (Kahan, Parlett)
+        rows = _orthonormalise(rows - (rows @ basis.transpose(1, 2)) @ basis)
+    return rows
+
+
 def symmetric_iteration(products: JacobianProducts, probes: Tensor, k: int, iterations: int) -> tuple[Tensor, Tensor]:
-    r"""Leading eigen-directions of a (nearly) symmetric ``J`` from VJPs only.
+    r"""Leading eigen-directions of a (nearly) symmetric ``J`` from VJPs only: randomized block Krylov.
 
     .. math::
 
-        Y_0 = J^\top \Omega, \qquad Y_{i+1} = J^\top \operatorname{orth}(Y_i), \qquad
-        B = \text{top-}k \text{ left singular vectors of } Y_q,
+        Q_0 = \operatorname{orth}(\Omega), \quad Y_i = J^\top Q_i, \quad
+        Q_{i+1} = \operatorname{orth}\big((I - K_i K_i^\top) Y_i\big), \quad
+        K_i = [Q_0, \dots, Q_i] \quad (i = 0..q),
 
-    ``q + 1`` passes of ``m`` products per example; the span of :math:`Y_q` is that of
-    :math:`J^{q+1}\Omega` for symmetric :math:`J`. No forward-mode AD is needed.
+    then Rayleigh-Ritz on the whole Krylov space: the ``k`` largest eigenpairs of the
+    (symmetrised) :math:`K_q^\top J K_q`, whose image :math:`J K_q = [Y_0, \dots, Y_q]` is already
+    known (Musco & Musco, NeurIPS 2015). Every block is orthogonalised against the earlier ones
+    before the network sees it, so the products are never recombined through an ill-conditioned
+    change of basis. ``q + 1`` passes of ``m`` products per example, no forward-mode AD.
 
-    Returns the ``(n, k, D)`` basis and the ``(n, m)`` singular values of :math:`Y_q`.
+    Returns the ``(n, k, D)`` basis and the ``(n, m)`` leading Ritz values (clamped at 0).
     """
-    y = products.vjp(probes)
+    m = probes.shape[1]
+    q = _orthonormalise(probes)
+    y = products.vjp(q)
     _check_nonzero(y)
+    krylov, images = q, [y]
     for _ in range(iterations):
-        y = products.vjp(_orthonormalise(y))
-    spectrum, rows = principal_rows(y, method="gram")
-    return rows[:, :k], spectrum
+        room = min(m, krylov.shape[2] - krylov.shape[1])  # the Krylov space cannot outgrow R^D
+        if room == 0:
+            break
+        q = _orthogonal_complement_rows(y, krylov)[:, :room]
+        y = products.vjp(q)
+        krylov = torch.cat([krylov, q], 1)
+        images.append(y)
+    h = (krylov @ torch.cat(images, 1).transpose(1, 2)).double()  # K^T J^T K
+    ritz, z = torch.linalg.eigh((h + h.transpose(1, 2)) / 2)
+    ritz, z = ritz.flip(-1), z.flip(-1).to(krylov.dtype)
+    basis = z[:, :, :k].transpose(1, 2) @ krylov
+    return canonical_signs(basis), ritz[:, :m].clamp_min(0).to(krylov.dtype)
 
 
 def general_iteration(products: JacobianProducts, probes: Tensor, k: int, iterations: int) -> tuple[Tensor, Tensor]:
@@ -149,4 +182,4 @@ def general_iteration(products: JacobianProducts, probes: Tensor, k: int, iterat
     evals, evecs = torch.linalg.eigh((qt_j @ qt_j.transpose(1, 2)).double())
     spectrum = evals.flip(-1).clamp_min(0).sqrt().to(q.dtype)
     u_hat = evecs.flip(-1)[:, :, :k].to(q.dtype)
-    return u_hat.transpose(1, 2) @ q, spectrum
+    return canonical_signs(u_hat.transpose(1, 2) @ q), spectrum

@@ -102,6 +102,8 @@ class TangentSpace(ABC):
         for t in inputs_t:
             if t.is_complex():
                 raise TypeError(f"Expected `{name}` to be a real tensor but got {t.dtype}")
+            if t.is_meta:
+                raise ValueError(f"Expected `{name}` to hold data but got a tensor on the meta device")
         check_batch(name, inputs_t)
         shapes = feature_shapes(inputs_t)
         if self._input_shapes is not None and shapes != self._input_shapes and not self._flat_match(shapes):

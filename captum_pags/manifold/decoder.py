@@ -14,6 +14,7 @@ from .._kernel._linalg import compute_dtype, principal_rows
 from .._kernel._model_state import evaluation_state, owning_module
 from .._kernel._tensors import chunks
 from .._kernel._validation import check_int, check_positive
+from ._subspace_iteration import transformable_attention
 from .base import ShapeLike, TangentSpace
 
 __all__ = ["DecoderTangent"]
@@ -123,15 +124,17 @@ class DecoderTangent(TangentSpace):
     orthonormalised through the small :math:`k \times k` Gram matrix :math:`J^\top J`
     (eigendecomposed in float64; they come out as right singular vectors of :math:`J^\top`,
     largest singular value first); directions whose singular value is at most ``rtol`` times the
-    largest are returned as zero rows (the rank per example is kept in :attr:`last_rank`, and a warning is
-    given once).
+    largest are returned as zero rows (the rank per example is kept in :attr:`last_rank`, and a
+    warning is given once).
 
     Inputs are cast to the dtype of the encoder's parameters (integer images included, never
-    truncated); the basis comes back in the inputs' float dtype (float32 for 16-bit inputs). The
-    encoder is evaluated deterministically (for a VAE, the mean of the posterior), and both
-    networks run in eval mode with frozen parameters inside the call; their modes, ``requires_grad``
-    flags and gradients are restored after. The decoder must treat examples independently (true in
-    eval mode for the usual layers).
+    truncated); the basis comes back in the inputs' float dtype (float32 for 16-bit inputs).
+    Attention layers run through the math implementation of ``scaled_dot_product_attention``
+    inside the call (the fused kernels have no forward-mode AD), so a diffusers ``AutoencoderKL``
+    works as it is. The encoder is evaluated deterministically (for a VAE, the mean of the
+    posterior), and both networks run in eval mode with frozen parameters inside the call; their
+    modes, ``requires_grad`` flags and gradients are restored after. The decoder must treat
+    examples independently (true in eval mode for the usual layers).
 
     Parameters
     ----------
@@ -261,7 +264,7 @@ class DecoderTangent(TangentSpace):
         x = inputs[0]
         out_dtype = compute_dtype(x.dtype)
         x = x.to(_network_dtype(self.encoder, x.dtype))
-        with evaluation_state(self.decoder, self.encoder), torch.no_grad():
+        with evaluation_state(self.decoder, self.encoder), torch.no_grad(), transformable_attention():
             parts = [self._chunk_basis(x[s]) for s in chunks(x.shape[0], self.chunk_size)]
         basis = torch.cat(parts) if len(parts) > 1 else parts[0]
         rank = (basis.abs().amax(-1) > 0).sum(-1)

@@ -16,6 +16,7 @@ import torch
 __all__ = [
     "SCORE_CONFIG_NAME",
     "check_diffusers_layout",
+    "load_diffusers_parts",
     "load_program",
     "save_diffusers_parts",
     "saved_diffusers_class",
@@ -63,6 +64,31 @@ def saved_diffusers_class(root: Path, folder: str, config_name: str, base: type)
             f"but got {name!r}"
         )
     return found
+
+
+def load_diffusers_parts(
+    path: str | os.PathLike, overrides: dict[str, Any], keys: tuple[str, ...]
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The UNet, the scheduler and the wrapper settings of a local diffusers folder (``local_files_only``)."""
+    import diffusers
+
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"Expected `path` to be a local directory written by `save_pretrained` but got {str(path)!r}")
+    check_diffusers_layout(root)
+    unet_cls = saved_diffusers_class(root, "unet", "config.json", diffusers.ModelMixin)
+    scheduler_cls = saved_diffusers_class(root, "scheduler", "scheduler_config.json", diffusers.SchedulerMixin)
+    # without accelerate, diffusers falls back to plain loading anyway (and warns on every load)
+    low_mem = {} if diffusers.utils.is_accelerate_available() else {"low_cpu_mem_usage": False}
+    unet = unet_cls.from_pretrained(str(root), subfolder="unet", local_files_only=True, **low_mem)
+    scheduler = scheduler_cls.from_pretrained(str(root), subfolder="scheduler", local_files_only=True)
+    settings_file = root / SCORE_CONFIG_NAME
+    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+    settings.update(overrides)
+    unknown = sorted(set(settings) - set(keys))
+    if unknown:
+        raise ValueError(f"Expected settings among {', '.join(keys)} but got {', '.join(unknown)}")
+    return unet, scheduler, settings
 
 
 def save_diffusers_parts(unet: Any, scheduler: Any, settings: dict[str, Any], path: str | os.PathLike) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -11,65 +12,17 @@ from torch import Tensor, nn
 
 from .._kernel._tensors import chunked_map
 from .._kernel._validation import check_batch, check_choice, check_int, check_positive, check_tensor
+from ._inputs import LOW_PRECISION, TargetLike, cast_result, check_has_data, format_target, promote_inputs
 
-TargetLike = None | int | Tensor | list
 ScoreKind = Literal["conditional", "unconditional", "bayes"]
 #: The three score maps a model may give (see :meth:`ScoreModel.check_supports`).
 SCORE_KINDS: tuple[str, ...] = ("conditional", "unconditional", "bayes")
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
 #: How far (in data-range widths) inputs may stray outside a learned model's ``data_range``.
 RANGE_SLACK = 1.0
 #: How many noise standard deviations inputs may stray beyond that.
 RANGE_SIGMAS = 6.0
 
-__all__ = ["SCORE_KINDS", "ScoreKind", "ScoreModel", "format_target", "promote_inputs"]
-
-
-def format_target(target: TargetLike, n: int, device: torch.device, num_classes: int | None) -> Tensor | None:
-    """Turn ``target`` (None, int, list or tensor) into a ``(N,)`` long tensor on ``device``.
-
-    Raises :class:`ValueError` for wrong lengths or labels outside ``[0, num_classes)``.
-
-    Examples
-    --------
-    >>> format_target(1, 3, torch.device("cpu"), num_classes=2)
-    tensor([1, 1, 1])
-    """
-    if target is None:
-        return None
-    if isinstance(target, bool):
-        raise TypeError("Expected `target` to be an int, a list of ints or a tensor but got bool")
-    if isinstance(target, int):
-        t = torch.full((n,), target, dtype=torch.long, device=device)
-    elif isinstance(target, (list, tuple, Tensor)):
-        t = torch.as_tensor(target, device=device)
-        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-            raise TypeError(f"Expected `target` to hold integer labels but got dtype {t.dtype}")
-        t = t.long()
-        if t.dim() == 0:
-            t = t.expand(n)
-        if t.shape != (n,):
-            raise ValueError(f"Expected `target` to have shape ({n},) but got {tuple(t.shape)}")
-    else:
-        raise TypeError(f"Expected `target` to be an int, a list of ints or a tensor but got {type(target).__name__}")
-    if num_classes is not None and t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
-        raise ValueError(
-            f"Expected `target` labels in [0, {num_classes}) but got values in [{int(t.min())}, {int(t.max())}]"
-        )
-    return t
-
-
-def promote_inputs(inputs: Tensor) -> Tensor:
-    """Integer inputs as floats of the default dtype (never truncated, uint8 never wraps); floats unchanged.
-
-    Examples
-    --------
-    >>> promote_inputs(torch.tensor([[0, 255]], dtype=torch.uint8))
-    tensor([[  0., 255.]])
-    """
-    if inputs.is_complex() or inputs.dtype == torch.bool:
-        raise TypeError(f"Expected `inputs` to be a real floating or integer tensor but got dtype {inputs.dtype}")
-    return inputs if inputs.is_floating_point() else inputs.to(torch.get_default_dtype())
+__all__ = ["SCORE_KINDS", "ScoreKind", "ScoreModel", "TargetLike", "check_has_data", "format_target", "promote_inputs"]
 
 
 class ScoreModel(ABC):
@@ -81,8 +34,10 @@ class ScoreModel(ABC):
         s_\sigma(x, y) = \nabla_x \log p_\sigma(x \mid y), \qquad
         p_\sigma = p * \mathcal{N}(0, \sigma^2 I).
 
-    Subclasses implement :meth:`_score` for a validated batch. ``sigma`` is always in the user's
-    data units. Tweedie's formula links the score to the optimal denoiser (:meth:`denoise`):
+    Subclasses implement the hook :meth:`_score` for a validated batch; callers use :meth:`score`
+    (or, inside their own transforms, :meth:`check_call` once and then :meth:`raw_score`).
+    ``sigma`` is always in the user's data units. Tweedie's formula links the score to the
+    optimal denoiser (:meth:`denoise`):
     :math:`D(x, \sigma) = \mathbb{E}[x_0 \mid x] = x + \sigma^2 s_\sigma(x)`.
 
     Integer inputs are promoted to floats (never truncated); ``float16``/``bfloat16`` inputs are
@@ -94,7 +49,9 @@ class ScoreModel(ABC):
     num_classes : int or None
         Number of classes for conditional scores; ``None`` for an unconditional model.
     supports_unconditional : bool
-        Whether ``target=None`` is allowed.
+        Whether ``target=None`` (the unconditional score) is available. With
+        :attr:`supports_conditional` and :attr:`supports_bayes` it says what the model can give;
+        :meth:`check_supports` refuses the rest, naming what to supply.
     input_shape : torch.Size or None
         Per-example input shape, if fixed (checked on every call, before any work).
     data_range : tuple of float or None
@@ -200,6 +157,59 @@ class ScoreModel(ABC):
                 found.append(module)
         return found
 
+    def check_fit(
+        self,
+        *,
+        input_shape: Sequence[int] | None = None,
+        num_classes: int | None = None,
+        data_range: tuple[float, float] | None = None,
+    ) -> None:
+        """Refuse, before any work, data or a classifier that do not fit this model (read from configs).
+
+        Parameters
+        ----------
+        input_shape : sequence of int, optional
+            Per-example shape of the data, e.g. ``(3, 32, 32)``; must equal :attr:`input_shape`
+            when the model has one.
+        num_classes : int, optional
+            Number of classes of the classifier to compare with; must equal :attr:`num_classes`
+            of a class-conditional model.
+        data_range : tuple of float, optional
+            Range of the data; must equal :attr:`data_range` when the model knows its own.
+
+        Examples
+        --------
+        >>> from captum_pags.scores import GaussianMixtureScore
+        >>> mixture = GaussianMixtureScore(torch.zeros(10, 4), torch.eye(4))
+        >>> mixture.check_fit(input_shape=(4,), num_classes=10)
+        >>> mixture.check_fit(num_classes=1000)
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected a classifier with 10 classes (the score model's) but got num_classes=1000
+        """
+        if input_shape is not None and self.input_shape is not None:
+            if tuple(input_shape) != tuple(self.input_shape):
+                raise ValueError(
+                    f"Expected data of per-example shape {tuple(self.input_shape)} for this score model but got "
+                    f"input_shape={tuple(input_shape)}; {self._shape_advice()}"
+                )
+        if num_classes is not None and self.num_classes is not None and num_classes != self.num_classes:
+            raise ValueError(
+                f"Expected a classifier with {self.num_classes} classes (the score model's) but got "
+                f"num_classes={num_classes}"
+            )
+        if data_range is not None and self.data_range is not None:
+            low, high = (float(v) for v in data_range)
+            if not (math.isclose(low, self.data_range[0], abs_tol=1e-9) and math.isclose(high, self.data_range[1])):
+                raise ValueError(
+                    f"Expected data in the score model's data_range {tuple(self.data_range)} but got "
+                    f"data_range={(low, high)}; rescale the data or state the data's range when building the "
+                    "score model (`data_range=`)"
+                )
+
+    def _shape_advice(self) -> str:
+        return "resize the data or use a score model built for this shape"
+
     # ------------------------------------------------------------------ validation
     def check_sigma(self, sigma: Any) -> float:
         """Validate ``sigma`` against :attr:`sigma_range` and return it as a float."""
@@ -249,6 +259,7 @@ class ScoreModel(ABC):
         """
         check_tensor("inputs", inputs)
         promote_inputs(inputs)  # dtype check only
+        check_has_data("inputs", inputs)
         n = check_batch("inputs", [inputs])
         if self.input_shape is not None and tuple(inputs.shape[1:]) != tuple(self.input_shape):
             raise ValueError(
@@ -316,13 +327,13 @@ class ScoreModel(ABC):
             check_int("batch_size", batch_size, minimum=1)
         x = promote_inputs(inputs)
         out_dtype = x.dtype
-        if out_dtype in _LOW_PRECISION:
+        if out_dtype in LOW_PRECISION:
             x = x.float()
         if t is None:
             out = chunked_map(lambda xc: self._score(xc, sigma, None), x, chunk_size=batch_size)
         else:
             out = chunked_map(lambda xc, yc: self._score(xc, sigma, yc), x, t, chunk_size=batch_size)
-        return _cast_result(out, out_dtype)
+        return cast_result(out, out_dtype)
 
     def bayes_score(self, inputs: Tensor, sigma: float, target: TargetLike, *, batch_size: int | None = None) -> Tensor:
         r"""The Bayes score difference :math:`\nabla_x \log p_\sigma(x \mid y) - \nabla_x \log p_\sigma(x)`.
@@ -330,7 +341,8 @@ class ScoreModel(ABC):
         Equal to :math:`\nabla_x \log p_\sigma(y \mid x)`, the input gradient of the Bayes-optimal
         classifier of the smoothed data (Srinivas, Bordt & Lakkaraju, NeurIPS 2023). Both terms are
         evaluated at the same noise level, :meth:`resolve_sigma`. Same parameters and return shape
-        as :meth:`score`; ``target`` is required.
+        as :meth:`score`; ``target`` is required. Models with a null label evaluate both terms in
+        one network call, so a chunk of ``batch_size`` examples runs ``2 * batch_size`` at once.
 
         Examples
         --------
@@ -342,8 +354,19 @@ class ScoreModel(ABC):
         self.check_supports("bayes")
         if target is None:
             raise ValueError("Expected `target` (class labels) for the Bayes score difference but got None")
-        conditional = self.score(inputs, sigma, target, batch_size=batch_size)
-        return conditional - self.score(inputs, sigma, None, batch_size=batch_size)
+        sigma_f, labels = self.check_call(inputs, sigma, target)
+        if batch_size is not None:
+            check_int("batch_size", batch_size, minimum=1)
+        x = promote_inputs(inputs)
+        out_dtype = x.dtype
+        if out_dtype in LOW_PRECISION:
+            x = x.float()
+        out = chunked_map(lambda xc, yc: self._bayes(xc, sigma_f, yc), x, labels, chunk_size=batch_size)
+        return cast_result(out, out_dtype)
+
+    def _bayes(self, inputs: Tensor, sigma: float, target: Tensor) -> Tensor:
+        """Hook: the Bayes difference of a validated batch (models that can, do it in one network call)."""
+        return self._score(inputs, sigma, target) - self._score(inputs, sigma, None)
 
     def denoise(
         self, inputs: Tensor, sigma: float, target: TargetLike = None, *, batch_size: int | None = None
@@ -356,15 +379,3 @@ class ScoreModel(ABC):
         sigma_f = self.check_sigma(sigma)
         score = self.score(inputs, sigma_f, target, batch_size=batch_size)
         return promote_inputs(inputs).to(score.dtype) + self.resolve_sigma(sigma_f) ** 2 * score
-
-
-def _cast_result(out: Tensor, dtype: torch.dtype) -> Tensor:
-    if out.dtype == dtype:
-        return out
-    cast = out.to(dtype)
-    if dtype in _LOW_PRECISION and not bool(torch.isfinite(cast).all()) and bool(torch.isfinite(out).all()):
-        raise ValueError(
-            f"Expected scores representable in the inputs' dtype {dtype} but they overflow it (largest magnitude "
-            f"{float(out.abs().max()):.3g}); pass float32 `inputs`"
-        )
-    return cast

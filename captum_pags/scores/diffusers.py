@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -23,7 +21,7 @@ from ._convert import (
     model_device_dtype,
     output_tensor,
 )
-from ._files import SCORE_CONFIG_NAME, check_diffusers_layout, save_diffusers_parts, saved_diffusers_class
+from ._files import SCORE_CONFIG_NAME, load_diffusers_parts, save_diffusers_parts
 from .base import ScoreModel, TargetLike
 
 __all__ = ["SCORE_CONFIG_NAME", "DiffusersScore", "NoiseLevel"]
@@ -254,6 +252,12 @@ class DiffusersScore(ScoreModel):
         """The noise level (user units) actually evaluated for ``sigma`` (see :meth:`noise_level`)."""
         return self.noise_level(sigma).sigma
 
+    def _shape_advice(self) -> str:
+        return (
+            f"the UNet's config says in_channels={self.in_channels}, sample_size={self.sample_size} (the size it was "
+            "trained at); resize the data or use a score model trained at this size"
+        )
+
     def at_exact_sigma(self, sigma: float) -> ScoreModel | None:
         """Self if ``sigma`` is on the grid, else a ``timestep_rule="interpolate"`` view if the UNet allows it."""
         exact = super().at_exact_sigma(sigma)
@@ -295,6 +299,24 @@ class DiffusersScore(ScoreModel):
         return (x_t - sqrt_ab * out) / sqrt_1m
 
     def _score(self, inputs: Tensor, sigma: float, target: Tensor | None) -> Tensor:
+        device, _ = model_device_dtype(self.unet, inputs)
+        labels = None
+        if self.num_class_embeds is not None:
+            labels = embedding_labels(target, self.null_class, inputs.shape[0], device)
+        return self._evaluate(inputs, sigma, labels)
+
+    def _bayes(self, inputs: Tensor, sigma: float, target: Tensor) -> Tensor:
+        """Conditional and null-label predictions in one UNet call on ``2n`` examples."""
+        n = inputs.shape[0]
+        device, _ = model_device_dtype(self.unet, inputs)
+        labels = torch.cat(
+            [embedding_labels(target, self.null_class, n, device), embedding_labels(None, self.null_class, n, device)]
+        )
+        both = self._evaluate(torch.cat([inputs, inputs]), sigma, labels)
+        return both[:n] - both[n:]
+
+    def _evaluate(self, inputs: Tensor, sigma: float, labels: Tensor | None) -> Tensor:
+        """The score for model label ids ``labels`` (already mapped around the null label)."""
         level = self.noise_level(sigma)
         device, dtype = model_device_dtype(self.unet, inputs)
         x_t = math.sqrt(level.alpha_cumprod) * self.units.to_model(inputs.to(device=device, dtype=dtype))
@@ -304,9 +326,7 @@ class DiffusersScore(ScoreModel):
         else:
             t_dtype = torch.float64 if dtype == torch.float64 else torch.float32  # a fractional t needs the digits
             timesteps = torch.full((n,), level.timestep, dtype=t_dtype, device=device)
-        kwargs = {}
-        if self.num_class_embeds is not None:
-            kwargs["class_labels"] = embedding_labels(target, self.null_class, n, device)
+        kwargs = {} if labels is None else {"class_labels": labels}
         with preserved_state(self.unet, train=False, requires_grad=False):
             out = output_tensor(self.unet(x_t, timesteps, **kwargs), "unet")
         if out.shape != x_t.shape and self._learned_variance and out.shape[1] == 2 * x_t.shape[1]:
@@ -386,26 +406,7 @@ class DiffusersScore(ScoreModel):
         DiffusersScore
             With the model in eval mode.
         """
-        import diffusers
-
-        root = Path(path)
-        if not root.is_dir():
-            raise ValueError(
-                f"Expected `path` to be a local directory written by `save_pretrained` but got {str(path)!r}"
-            )
-        check_diffusers_layout(root)
-        unet_cls = saved_diffusers_class(root, "unet", "config.json", diffusers.ModelMixin)
-        scheduler_cls = saved_diffusers_class(root, "scheduler", "scheduler_config.json", diffusers.SchedulerMixin)
-        # without accelerate, diffusers falls back to plain loading anyway (and warns on every load)
-        low_mem = {} if diffusers.utils.is_accelerate_available() else {"low_cpu_mem_usage": False}
-        unet = unet_cls.from_pretrained(str(root), subfolder="unet", local_files_only=True, **low_mem)
-        scheduler = scheduler_cls.from_pretrained(str(root), subfolder="scheduler", local_files_only=True)
-        settings_file = root / SCORE_CONFIG_NAME
-        settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
-        settings.update(overrides)
-        unknown = sorted(set(settings) - set(_CONFIG_KEYS))
-        if unknown:
-            raise ValueError(f"Expected settings among {', '.join(_CONFIG_KEYS)} but got {', '.join(unknown)}")
+        unet, scheduler, settings = load_diffusers_parts(path, overrides, _CONFIG_KEYS)
         if device is not None:
             unet = unet.to(device)
         return cls(unet.eval(), scheduler, **settings)

@@ -29,7 +29,7 @@ def load_score_model(
     path: ScoreSource,
     *,
     unconditional: ScoreSource | None = None,
-    data_range: tuple[float, float] = (0.0, 1.0),
+    data_range: tuple[float, float] | None = None,
     device: str | torch.device | None = None,
     unconditional_kwargs: dict[str, Any] | None = None,
     **kwargs: Any,
@@ -55,8 +55,10 @@ def load_score_model(
         The (class-conditional) score model.
     unconditional : str, os.PathLike or ScoreModel, optional
         An unconditional model of the same data, for models without a null label.
-    data_range : tuple of float
-        Range of the user's data (default: images in [0, 1]). For a denoiser file without a
+    data_range : tuple of float, optional
+        Range of the user's data, mapped onto the model's range. Default: for a diffusers folder
+        the ``data_range`` saved in its ``score_config.json``, else images in [0, 1]. Given, it
+        wins over the saved setting (it describes your data). For a denoiser file without a
         ``model_range`` keyword the denoiser is taken to work in these units.
     device : str or torch.device, optional
         Where to put the networks.
@@ -92,18 +94,19 @@ def _load_one(name: str, source: ScoreSource, data_range: Any, device: Any, kwar
         return source
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"Expected `{name}` to be a path, 'shipped' or a ScoreModel but got {type(source).__name__}")
-    data_range = check_range("data_range", data_range)
+    units = {} if data_range is None else {"data_range": check_range("data_range", data_range)}
     p = Path(source)
     if not p.exists() and isinstance(source, str) and _ALIASES.get(source, source) in SHIPPED_SCORE_MODELS:
         folder = SHIPPED_SCORE_MODELS[_ALIASES.get(source, source)]
         if not folder.is_dir():
             raise FileNotFoundError(f"The shipped score weights are missing from {folder.name}; reinstall captum_pags")
-        return DiffusersScore.from_pretrained(folder, device=device, data_range=data_range, **kwargs)
+        return DiffusersScore.from_pretrained(folder, device=device, **units, **kwargs)
     if p.is_dir():
-        return DiffusersScore.from_pretrained(p, device=device, data_range=data_range, **kwargs)
+        return DiffusersScore.from_pretrained(p, device=device, **units, **kwargs)
     if p.is_file():
-        model_range = kwargs.pop("model_range", data_range)
-        return DenoiserScore.load(p, device=device, data_range=data_range, model_range=model_range, **kwargs)
+        data_units = units.get("data_range", (0.0, 1.0))
+        model_range = kwargs.pop("model_range", data_units)
+        return DenoiserScore.load(p, device=device, data_range=data_units, model_range=model_range, **kwargs)
     names = ", ".join(repr(n) for n in (*_ALIASES, *SHIPPED_SCORE_MODELS))
     raise ValueError(
         f"Expected `{name}` to be a diffusers directory, a TorchScript/torch.export denoiser file or one of "

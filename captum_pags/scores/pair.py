@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .._kernel._validation import check_batch, check_tensor
-from .base import ScoreModel, TargetLike
+from .base import ScoreModel, TargetLike, check_has_data
 
 __all__ = ["ScorePair"]
 
@@ -142,6 +142,7 @@ class ScorePair(ScoreModel):
     def check_call(self, inputs: Any, sigma: Any, target: TargetLike) -> tuple[float, Tensor | None]:
         """Validate as :meth:`ScoreModel.check_call`, then with each model's own checks (e.g. a UNet's size)."""
         check_tensor("inputs", inputs)
+        check_has_data("inputs", inputs)
         n = check_batch("inputs", [inputs])
         level, conditional, unconditional = self._plan(self.check_sigma(sigma))
         # each model's own checks first, in its own words (e.g. a UNet's sample_size); labels come next

@@ -96,6 +96,19 @@ def _as_criterion(loss: Any) -> Criterion:
     return loss
 
 
+def _check_eval_labels(y: Tensor) -> None:
+    if y.is_floating_point() or y.is_complex() or y.dim() != 1:
+        raise TypeError(f"Expected `eval_loader` to yield (N,) integer class labels but got {tuple(y.shape)} {y.dtype}")
+
+
+def _check_eval_loader(loader: DataLoader) -> None:
+    """The default evaluation's needs, checked on the first batch before any training."""
+    batch = next(iter(loader), None)
+    if batch is None:
+        raise ValueError("Expected `eval_loader` to yield at least one example but it is empty")
+    _check_eval_labels(split_batch(batch, torch.device("cpu"))[1])
+
+
 def _evaluate_classifier(model: nn.Module, loader: DataLoader) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` over ``loader`` (eval mode, no gradients)."""
     params = list(model.parameters())
@@ -104,10 +117,7 @@ def _evaluate_classifier(model: nn.Module, loader: DataLoader) -> dict[str, floa
     with preserved_state(model, train=False), torch.no_grad():
         for batch in loader:
             x, y = split_batch(batch, device)
-            if y.is_floating_point() or y.is_complex() or y.dim() != 1:
-                raise TypeError(
-                    f"Expected `eval_loader` to yield (N,) integer class labels but got {tuple(y.shape)} {y.dtype}"
-                )
+            _check_eval_labels(y)
             logits = model(x)
             loss += F.cross_entropy(logits, y, reduction="sum").double().cpu()
             correct += (logits.argmax(dim=1) == y).sum().cpu()
@@ -276,6 +286,8 @@ def fit(
     if eval_loader is not None and not isinstance(eval_loader, DataLoader):
         raise TypeError(f"Expected `eval_loader` to be a torch DataLoader but got {type(eval_loader).__name__}")
     evaluate = eval_fn or _evaluate_classifier
+    if eval_loader is not None and eval_fn is None:
+        _check_eval_loader(eval_loader)
     rank, world = _distributed()
     size = len(train_loader.dataset)
     if size == 0:

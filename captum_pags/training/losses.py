@@ -134,7 +134,17 @@ class TrainingLoss(nn.Module):
         check_float_inputs("inputs", (inputs,), model)
         labels = format_labels("targets", targets, n, inputs.device)
         self._label_max = check_labels_nonnegative(labels)
-        total, terms = self._compute(model, inputs, labels)
+        module = unwrap_parallel(model)
+        buffers = [b.detach().clone() for b in module.buffers()] if isinstance(module, nn.Module) else []
+        try:
+            total, terms = self._compute(model, inputs, labels)
+        except (ValueError, TypeError):
+            # a call refused after a train-mode forward pass leaves no BatchNorm statistics behind
+            if buffers:
+                with torch.no_grad():
+                    for b, saved in zip(module.buffers(), buffers):
+                        b.copy_(saved)
+            raise
         self.last = LossParts(total.detach(), {k: v.detach() for k, v in terms.items()})
         return total
 
@@ -376,7 +386,10 @@ class AdversarialLoss(TrainingLoss):
 
     def _compute(self, model: Model, inputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         attack = PGD(unwrap_parallel(model), **self._attack_kwargs)
-        adv = attack.perturb(inputs.detach(), targets)
+        try:
+            adv = attack.perturb(inputs.detach(), targets)
+        except ValueError as err:  # the attack names its own argument; this loss's is `targets`
+            raise ValueError(str(err).replace("`target`", "`targets`")) from err
         ce = _cross_entropy(model(adv), targets, self._label_max)
         return ce, {"adv_ce": ce}
 

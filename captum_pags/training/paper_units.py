@@ -1,37 +1,6 @@
 r"""The paper's regularisation strengths in this package's units, and back.
 
-Srinivas, Bordt & Lakkaraju (NeurIPS 2023) and their released code (``utils/regularized_loss.py``
-of tml-tuebingen/pags) define two of their strengths per *batch*, this package per *example*:
-
-**Gradient norm.** The released code penalises the squared norm of the input gradient of the
-batch-mean cross-entropy, times :math:`10^5`, divided by the batch size :math:`B`. With
-:math:`g_i = \nabla_{x_i} \operatorname{CE}_i` the gradient of example :math:`i`'s own loss,
-:math:`\nabla_{x_i} \frac1B \sum_j \operatorname{CE}_j = g_i / B`, so
-
-.. math::
-
-    c\, \frac{s}{B} \Big\| \nabla_x \frac1B \sum_j \operatorname{CE}_j \Big\|_2^2
-    = \frac{c\, s}{B^3} \sum_i \|g_i\|_2^2 = \frac{c\, s}{B^2}\, \frac1B \sum_i \|g_i\|_2^2,
-
-with the code's scale :math:`s = 10^5`. :class:`~captum_pags.training.GradientNormLoss` adds
-:math:`\lambda \frac1B \sum_i \|g_i\|_2^2`, hence :math:`\lambda = c\, s / B^2`: the paper's
-penalty weakens with the square of the batch size, ours does not depend on it.
-
-**L2 PGD.** The released attack normalises its steps and projects onto the ball
-:math:`\|\delta\|_2 \le \varepsilon_{\text{paper}}` of the *whole batch* (all examples' features
-together); :class:`~captum_pags.training.PGD` gives every example its own ball of radius
-:math:`\varepsilon`. The per-example balls of radius :math:`\varepsilon = \varepsilon_{\text{paper}} / \sqrt B`
-lie inside the paper's batch ball and fill it where every example uses its budget:
-:math:`\sqrt{\sum_i \|\delta_i\|^2} \le \sqrt B\, \varepsilon = \varepsilon_{\text{paper}}`, and
-the paper's attack, which reaches its boundary, has a root-mean-square per-example norm of exactly
-:math:`\varepsilon`. The paper's attack may spend the budget unevenly (more on examples with large
-gradients); no per-example budget reproduces that, so this conversion matches the total budget,
-not each example's.
-
-**Noise.** The randomized-smoothing noise level :math:`\sigma` (and the noise-consistency
-strength and noise level of ``NoiseConsistencyLoss``) are per-example in both: no conversion.
-
-The strengths stay in the inputs' units (the paper's CIFAR-10 images lie in ``[0, 1]``).
+The derivation is in the Notes of :func:`from_paper_strength`.
 """
 
 from __future__ import annotations
@@ -82,8 +51,6 @@ def from_paper_strength(
         \varepsilon = \frac{\varepsilon_{\text{paper}}}{\sqrt B} \;\; (\text{pgd}), \qquad
         \sigma = \sigma_{\text{paper}} \;\; (\text{noise}).
 
-    See the module docstring for the derivation.
-
     Parameters
     ----------
     method : {"gradient_norm", "pgd", "noise"}
@@ -104,6 +71,41 @@ def from_paper_strength(
     -------
     float
         The strength to give this package.
+
+    Notes
+    -----
+    Srinivas, Bordt & Lakkaraju (NeurIPS 2023) and their released code (``utils/regularized_loss.py``
+    of tml-tuebingen/pags) define two of their strengths per *batch*, this package per *example*:
+
+    **Gradient norm.** The released code penalises the squared norm of the input gradient of the
+    batch-mean cross-entropy, times :math:`10^5`, divided by the batch size :math:`B`. With
+    :math:`g_i = \nabla_{x_i} \operatorname{CE}_i` the gradient of example :math:`i`'s own loss,
+    :math:`\nabla_{x_i} \frac1B \sum_j \operatorname{CE}_j = g_i / B`, so
+
+    .. math::
+
+        c\, \frac{s}{B} \Big\| \nabla_x \frac1B \sum_j \operatorname{CE}_j \Big\|_2^2
+        = \frac{c\, s}{B^3} \sum_i \|g_i\|_2^2 = \frac{c\, s}{B^2}\, \frac1B \sum_i \|g_i\|_2^2,
+
+    with the code's scale :math:`s = 10^5`. :class:`~captum_pags.training.GradientNormLoss` adds
+    :math:`\lambda \frac1B \sum_i \|g_i\|_2^2`, hence :math:`\lambda = c\, s / B^2`: the paper's
+    penalty weakens with the square of the batch size, ours does not depend on it.
+
+    **L2 PGD.** The released attack normalises its steps and projects onto the ball
+    :math:`\|\delta\|_2 \le \varepsilon_{\text{paper}}` of the *whole batch* (all examples' features
+    together); :class:`~captum_pags.training.PGD` gives every example its own ball of radius
+    :math:`\varepsilon`. The per-example balls of radius :math:`\varepsilon = \varepsilon_{\text{paper}} / \sqrt B`
+    lie inside the paper's batch ball and fill it where every example uses its budget:
+    :math:`\sqrt{\sum_i \|\delta_i\|^2} \le \sqrt B\, \varepsilon = \varepsilon_{\text{paper}}`, and
+    the paper's attack, which reaches its boundary, has a root-mean-square per-example norm of exactly
+    :math:`\varepsilon`. The paper's attack may spend the budget unevenly (more on examples with large
+    gradients); no per-example budget reproduces that, so this conversion matches the total budget,
+    not each example's.
+
+    **Noise.** The randomized-smoothing noise level :math:`\sigma` (and the noise-consistency
+    strength and noise level of ``NoiseConsistencyLoss``) are per-example in both: no conversion.
+
+    The strengths stay in the inputs' units (the paper's CIFAR-10 images lie in ``[0, 1]``).
 
     Examples
     --------

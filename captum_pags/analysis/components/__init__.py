@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "parse_normalize": ".parse",
     "parse_score_model": ".parse",
     "parse_tangent": ".parse",
+    "ScoreCapabilities": ".score",
     "ScoreModels": ".score",
     "ScoreSpec": ".score",
     "read_score_config": ".score",

@@ -58,6 +58,12 @@ class DataSource(ABC):
         Range of the image values (``(0.0, 1.0)`` unless stated).
     name : str or None
         Name of an embedded dataset (its exact manifold is known), else None.
+
+    Examples
+    --------
+    >>> data = DataSource.from_config({"kind": "embedded", "name": "digits16"})
+    >>> [x.shape[0] for x, _ in data.batches(128, max_examples=300)]
+    [128, 128, 44]
     """
 
     kind: ClassVar[str]
@@ -108,6 +114,10 @@ class DataSource(ABC):
         """Up to ``max_examples`` training images for tangent estimators, or None without a training split."""
         return None
 
+    def label_range(self) -> tuple[int, int] | None:
+        """Smallest and largest label, when known without reading the images (else None)."""
+        return None if self.num_classes is None else (0, self.num_classes - 1)
+
     def count(self, max_examples: int | None) -> int:
         """Number of examples analysed with ``max_examples``."""
         return len(self) if max_examples is None else min(len(self), max_examples)
@@ -141,6 +151,12 @@ class EmbeddedDataset:
         Number of classes.
     shape : tuple of int
         Per-example shape.
+
+    Examples
+    --------
+    >>> spec = EMBEDDED_DATASETS["digits16"]
+    >>> spec.splits, spec.num_classes, spec.shape
+    (('train', 'test'), 10, (1, 16, 16))
     """
 
     load: Callable[[str], tuple[Tensor, Tensor]]
@@ -375,6 +391,10 @@ class ArrayFileData(DataSource):
                 "rescale the images or state their range (--data-range LOW,HIGH)"
             )
 
+    def label_range(self) -> tuple[int, int] | None:
+        """Smallest and largest label in the file."""
+        return int(self._y.min()), int(self._y.max())
+
     def to_config(self) -> dict[str, Any]:
         """``{"kind": "file", "path": ..., "data_range": [lo, hi]}``."""
         return {"kind": self.kind, "path": self.path, "data_range": list(self.data_range)}
@@ -436,6 +456,10 @@ class TensorData(DataSource):
         if images.shape[0] == 0:
             raise AnalysisInputError("Expected at least one example but `images` is empty")
         self.images, self.labels, self.data_range = images, labels, _range(data_range)
+
+    def label_range(self) -> tuple[int, int] | None:
+        """Smallest and largest label."""
+        return int(self.labels.min()), int(self.labels.max())
 
     def to_config(self) -> dict[str, Any]:
         """``{"kind": "tensors", "n": N, "shape": [...]}``: in-memory data are described, not stored."""

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..errors import AnalysisInputError
 
-__all__ = ["SHIPPED_SCORE", "ScoreConfigInfo", "ScoreModels", "ScoreSpec", "read_score_config"]
+__all__ = ["SHIPPED_SCORE", "ScoreCapabilities", "ScoreConfigInfo", "ScoreModels", "ScoreSpec", "read_score_config"]
 
 #: ``--score-model shipped``: the score model shipped for ``digits16``.
 SHIPPED_SCORE = "shipped"
@@ -98,40 +98,32 @@ def _quiet_diffusers() -> None:
     dlogging.disable_progress_bar()
 
 
-def _load_one(path: str, data_range: tuple[float, float], device: str, kwargs: dict[str, Any]) -> Any:
-    if path == SHIPPED_SCORE:
-        from ...models import load_digits16_score_model
+def _load(path: str, unconditional: str | None, data_range: tuple[float, float], device: str, kwargs: dict) -> Any:
+    """Load through :func:`~captum_pags.scores.load_score_model` (a pair when ``unconditional`` is given)."""
+    from ...scores import load_score_model
 
-        return load_digits16_score_model(device=device)
-    p = Path(path)
-    if p.is_dir():
-        _quiet_diffusers()
-        from ...scores import DiffusersScore
-
-        try:
-            return DiffusersScore.from_pretrained(p, device=device, data_range=data_range, **kwargs)
-        except (ValueError, TypeError, OSError) as err:
-            raise AnalysisInputError(f"cannot load the score model {path!r}: {str(err).splitlines()[0]}") from None
-    if not p.is_file():
-        raise AnalysisInputError(f"score model {path!r} does not exist (a diffusers folder or a denoiser file)")
-    from ...scores import DenoiserScore
-
+    _quiet_diffusers()
     try:
-        if p.suffix == ".pt2":
-            net = torch.export.load(str(p)).module().to(device)
-        else:
-            net = torch.jit.load(str(p), map_location=device).eval()
-    except (RuntimeError, ValueError, OSError) as err:
-        raise AnalysisInputError(
-            f"cannot load the denoiser {path!r} (TorchScript .pt or torch.export .pt2): {str(err).splitlines()[0]}"
-        ) from None
-    settings = {"model_range": (-1.0, 1.0), **kwargs}
-    if "model_range" in settings and settings.get("model_range") is not None:
-        settings.setdefault("data_range", data_range)
-    try:
-        return DenoiserScore(net, **settings)
-    except (ValueError, TypeError) as err:
-        raise AnalysisInputError(f"cannot use {path!r} as a denoiser: {err}") from None
+        return load_score_model(path, unconditional=unconditional, data_range=data_range, device=device, **kwargs)
+    except (ValueError, TypeError, OSError, RuntimeError) as err:
+        raise AnalysisInputError(f"cannot load the score model {path!r}: {str(err).splitlines()[0]}") from None
+
+
+@dataclass(frozen=True)
+class ScoreCapabilities:
+    """Which scores a (pair of) score model(s) gives, known before loading weights.
+
+    Attributes
+    ----------
+    has_conditional, has_unconditional : bool
+        Whether class-conditional / unconditional scores are available.
+    num_classes : int or None
+        Classes of the conditional model.
+    """
+
+    has_conditional: bool
+    has_unconditional: bool
+    num_classes: int | None
 
 
 class ScoreModels:
@@ -142,7 +134,8 @@ class ScoreModels:
     model : ScoreModel, optional
         A class-conditional model (with or without a null label) or an unconditional one.
     unconditional : ScoreModel, optional
-        An unconditional model paired with a class-conditional ``model`` without a null label.
+        An unconditional model paired with a class-conditional ``model`` without a null label
+        (a :class:`~captum_pags.scores.ScorePair`: both evaluated at one noise level).
 
     Examples
     --------
@@ -153,85 +146,67 @@ class ScoreModels:
     """
 
     def __init__(self, model: Any = None, unconditional: Any = None) -> None:
-        if unconditional is not None and unconditional.num_classes is not None:
-            raise AnalysisInputError(
-                "Expected --unconditional-score-model to be an unconditional model (no class labels) but it takes "
-                f"{unconditional.num_classes} classes"
-            )
-        if unconditional is not None and model is not None and model.num_classes is None:
-            raise AnalysisInputError(
-                "Expected --score-model to be class-conditional when an unconditional model is paired with it, "
-                "but both are unconditional"
-            )
-        self.model, self.unconditional_model = model, unconditional
+        if model is not None and unconditional is not None:
+            from ...scores import ScorePair
 
-    @property
-    def conditional_model(self) -> Any:
-        """The model giving conditional scores, or None."""
-        m = self.model
-        return m if m is not None and m.num_classes is not None else None
-
-    @property
-    def unconditional_source(self) -> Any:
-        """The model giving unconditional scores (the pair's, or a null-label model), or None."""
-        if self.unconditional_model is not None:
-            return self.unconditional_model
-        m = self.model
-        return m if m is not None and m.supports_unconditional else None
+            try:
+                model = ScorePair(model, unconditional)
+            except (ValueError, TypeError) as err:
+                raise AnalysisInputError(f"cannot pair the score models: {err}") from None
+        self.model = model if model is not None else unconditional
 
     @property
     def has_conditional(self) -> bool:
         """Whether class-conditional scores are available."""
-        return self.conditional_model is not None
+        return self.model is not None and self.model.supports_conditional
 
     @property
     def has_unconditional(self) -> bool:
         """Whether unconditional scores are available."""
-        return self.unconditional_source is not None
+        return self.model is not None and self.model.supports_unconditional
+
+    @property
+    def unconditional_source(self) -> Any:
+        """The score model whose ``target=None`` score is unconditional, or None."""
+        return self.model if self.has_unconditional else None
 
     @property
     def num_classes(self) -> int | None:
         """Classes of the conditional model."""
-        m = self.conditional_model
-        return None if m is None else m.num_classes
+        return None if self.model is None else self.model.num_classes
 
     def missing(self) -> list[str]:
         """Sentences naming the measurements that cannot be made with these models (empty: all can)."""
-        if self.model is None and self.unconditional_model is None:
+        if self.model is None:
             return ["no score model: perceptual alignment is NaN (give --score-model)"]
-        out = []
         if not self.has_conditional:
-            out.append(
+            return [
                 "the score model is unconditional: alignment_conditional and alignment_bayes are NaN "
                 "(they need class-conditional scores)"
-            )
-        elif not self.has_unconditional:
-            out.append(
+            ]
+        if not self.has_unconditional:
+            return [
                 "the score model is class-conditional without a null label: alignment_bayes is NaN (the Bayes "
                 "score difference needs an unconditional score; give --unconditional-score-model)"
-            )
-        return out
+            ]
+        return []
 
     def check_sigma(self, sigma: float) -> float:
-        """Validate the noise level against every model; returns the level the conditional side evaluates."""
-        levels = [m.resolve_sigma(sigma) for m in (self.conditional_model, self.unconditional_source) if m is not None]
-        if len(levels) == 2 and abs(levels[0] - levels[1]) > 1e-6 * max(levels):
-            raise AnalysisInputError(
-                f"the conditional and unconditional score models evaluate sigma={sigma:g} at different noise levels "
-                f"({levels[0]:.6g} and {levels[1]:.6g}): give both the same noise schedule"
-            )
-        return levels[0] if levels else float(sigma)
+        """Validate the noise level; returns the level actually evaluated (one level for a pair)."""
+        if self.model is None:
+            return float(sigma)
+        return float(self.model.resolve_sigma(sigma))
 
     def conditional(self, x: Tensor, sigma: float, y: Tensor) -> Tensor:
         r""":math:`\nabla \log p_\sigma(x \mid y)` of a batch."""
         with torch.no_grad():
-            return self.conditional_model.score(x, sigma, y)
+            return self.model.score(x, sigma, y)
 
     def bayes(self, x: Tensor, sigma: float, y: Tensor, conditional: Tensor | None = None) -> Tensor:
         r""":math:`\nabla \log p_\sigma(x \mid y) - \nabla \log p_\sigma(x)` of a batch."""
         cond = self.conditional(x, sigma, y) if conditional is None else conditional
         with torch.no_grad():
-            return cond - self.unconditional_source.score(x, sigma)
+            return cond - self.model.score(x, sigma)
 
 
 class ScoreSpec:
@@ -305,12 +280,23 @@ class ScoreSpec:
         """The paired unconditional model's configs, if a folder."""
         return self._info(self.unconditional)
 
+    def capabilities(self) -> ScoreCapabilities | None:
+        """What the model(s) can give, read from their configs; None when a denoiser file leaves it unknown."""
+        if self.path is None:
+            return None
+        info = self.info()
+        if info is None:
+            return None
+        paired = self.unconditional is not None
+        conditional = info.num_class_embeds is not None
+        unconditional = paired or not conditional or info.null_class is not None
+        return ScoreCapabilities(conditional, unconditional, info.num_classes)
+
     def load(self, device: str | torch.device = "cpu") -> ScoreModels:
         """Load the model(s) (local files only, weights read safely)."""
-        dev = str(device)
-        model = None if self.path is None else _load_one(self.path, self.data_range, dev, self.kwargs)
-        uncond = None if self.unconditional is None else _load_one(self.unconditional, self.data_range, dev, {})
-        return ScoreModels(model, uncond)
+        if self.path is None:
+            return ScoreModels()
+        return ScoreModels(_load(self.path, self.unconditional, self.data_range, str(device), self.kwargs))
 
     def __repr__(self) -> str:
         return f"ScoreSpec({self.to_config()!r})"
