@@ -293,3 +293,20 @@ def test_analyze_an_exported_program(tmp_path):
     torch.export.save(torch.export.export(model, (x,)), str(static))
     with pytest.raises(AnalysisInputError, match="fixed batch size"):
         analyze_model(load_user_model(str(static)), data="digits16", out=str(tmp_path / "static"), quiet=True)
+
+
+def test_analyze_places_the_model_against_a_sweeps_reference(tmp_path):
+    from captum_pags.metrics import place_model, sweep_reference
+
+    ref = sweep_reference([0.95, 0.94, 0.5], [0.1, 0.4, 0.6], [3.0, 1.0, 0.1], source="sweep")
+    results = tmp_path / "sweep_results.json"
+    results.write_text(json.dumps({"references": {"noise": ref.to_dict()}, "results": []}))
+    model = MLP()
+    kwargs = dict(data="digits16", max_examples=16, n_samples=2, quiet=True)
+    placed = analyze_model(model, reference=str(results), out=str(tmp_path / "a"), **kwargs)
+    expected = place_model(placed.metrics, ref).regime
+    assert placed.regime == expected != "undetermined"
+    by_accuracy = analyze_model(model, reference_accuracy=0.95, out=str(tmp_path / "b"), **kwargs)
+    assert by_accuracy.regime == place_model(by_accuracy.metrics, 0.95).regime
+    with pytest.raises(AnalysisInputError, match="not both"):
+        analyze_model(model, reference=str(results), reference_accuracy=0.9, out=str(tmp_path / "c"), **kwargs)
