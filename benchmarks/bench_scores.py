@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="digits16,cifar10-32")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -117,13 +118,13 @@ def main() -> None:
     print(f"score maps, {args.device}, {args.threads} thread(s), N = {args.n} images, sigma 0.25")
     for model_name in args.models.split(","):
         results = {}
-        for variant in VARIANTS:
+        for variant in args.variants.split(","):
             cmd = [sys.executable, __file__, "--model", model_name, "--variant", variant]
             cmd += ["--n", str(args.n), "--chunk", str(args.chunk), "--threads", str(args.threads)]
             cmd += ["--repeats", str(args.repeats), "--device", args.device]
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
             results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
-        loop = results["loop"]["seconds"]
+        loop = results["loop"]["seconds"] if "loop" in results else float("nan")
         print(f"  {model_name}:")
         for variant, r in results.items():
             label = {"chunked": f"chunked ({args.chunk}/call)"}.get(variant, variant)

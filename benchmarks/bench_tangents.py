@@ -167,9 +167,14 @@ def _peak_rss_child(width, settings, images, queue):
     import resource
 
     torch.set_num_threads(1)
-    space = _denoiser_space(width, settings)
     x = torch.rand(images, *SHAPE)
-    space.basis(x)
+    if settings is None:  # the baseline: the model and one forward pass of the score
+        space = _denoiser_space(width, {})
+        with torch.no_grad():
+            space.denoiser.score(x, 0.05)
+    else:
+        space = _denoiser_space(width, settings)
+        space.basis(x)
     queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # MiB (Linux reports KiB)
 
 
@@ -231,13 +236,20 @@ def bench_kinds(args):
             f"  exact 16-d mixture, {name:20s}: largest principal angle {float(angles.max()):.2e} deg, "
             f"{space.last_products_per_example} products/image"
         )
-    if args.memory_images:
-        old = peak_rss(args.unet_width, OLD_DENOISER, args.memory_images)
-        new = peak_rss(args.unet_width, NEW_DENOISER, args.memory_images)
-        print(
-            f"  denoiser peak RSS for {args.memory_images} images: old {old:7.0f} MiB, new {new:7.0f} MiB "
-            f"({old / new:4.1f}x less)"
-        )
+    bench_memory(args)
+
+
+def bench_memory(args):
+    if not args.memory_images:
+        return
+    base = peak_rss(args.unet_width, None, args.memory_images)
+    old = peak_rss(args.unet_width, OLD_DENOISER, args.memory_images)
+    new = peak_rss(args.unet_width, NEW_DENOISER, args.memory_images)
+    print(
+        f"  denoiser peak RSS for {args.memory_images} images: baseline (model + one score pass) {base:6.0f} MiB; "
+        f"old {old:6.0f} MiB (+{old - base:.0f}), new {new:6.0f} MiB (+{new - base:.0f}): "
+        f"{(old - base) / max(new - base, 1.0):4.1f}x less above the baseline"
+    )
 
 
 def main():
@@ -256,8 +268,12 @@ def main():
     parser.add_argument("--denoiser-images", type=int, default=2)
     parser.add_argument("--memory-images", type=int, default=8, help="0 skips the peak-memory comparison")
     parser.add_argument("--unet-width", type=int, default=32, help="128 is the real ddpm-cifar10-32 width")
+    parser.add_argument("--memory-only", action="store_true", help="only the DenoiserTangent peak-memory comparison")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.memory_only:
+        bench_memory(args)
+        return
     if not args.kinds:
         bench_decoder(args)
         bench_local_pca(args)

@@ -56,6 +56,30 @@ def test_report_files_are_complete_and_self_contained(quick_sweep):
         assert src.startswith("data:image/png;base64,") or (files["html"].parent / src).is_file()
     csv_lines = files["csv"].read_text().strip().splitlines()
     assert len(csv_lines) == 1 + len(quick_sweep.results)
+    prov = payload["provenance"]
+    for key in ("captum_pags", "git_commit", "torch", "diffusers", "device", "date", "wall_seconds"):
+        assert key in prov, key
+    assert prov["torch"] == torch.__version__ and prov["wall_seconds"] > 0
+    assert prov["models_from_cache"] == []  # a fresh folder: everything trained
+    assert "Provenance" in html and torch.__version__ in html
+    assert "operationalisation" in html and "operationalisation" in " ".join(payload["notes"])
+    summary = {(g["method"], g["strength"]): g for g in payload["summary"]}
+    collapsed = summary[("gradient_norm", 1000.0)]
+    assert collapsed["collapsed"] and collapsed["mean"]["accuracy"] < 0.15 and collapsed["regime"] == "excessive"
+    assert not summary[("noise", 1.0)]["collapsed"]
+    assert set(payload["references"]) == {"gradient_norm", "noise"}
+
+
+@pytest.mark.slow
+def test_single_model_placement_against_the_sweep_gives_its_regimes(quick_sweep):
+    from captum_pags.metrics import place_model
+
+    path = quick_sweep.files["json"]
+    for g in quick_sweep.groups:
+        decision = place_model(g["mean"], path, method=g["method"])
+        assert decision.regime == g["regime"], (g["method"], g["strength"], decision)
+    # without a reference the regime is not guessed
+    assert place_model(quick_sweep.groups[0]["mean"], None).regime == "undetermined"
 
 
 @pytest.mark.slow
@@ -68,6 +92,8 @@ def test_rerun_reuses_finished_models(quick_sweep, monkeypatch):
     assert calls == []
     assert all(r.from_cache for r in again.results)
     assert "5 models, 5 loaded from the cache" in again.summary()
+    # the same settings once more: every result file is read back, and the summary says so
+    assert "5 models, 5 loaded from the cache" in run_sweep(config).summary()
     for a, b in zip(quick_sweep.results, again.results):
         assert a.metrics["accuracy"] == b.metrics["accuracy"]
         assert a.metrics["alignment_bayes"] != b.metrics["alignment_bayes"]
@@ -267,3 +293,20 @@ def test_analyze_an_exported_program(tmp_path):
     torch.export.save(torch.export.export(model, (x,)), str(static))
     with pytest.raises(AnalysisInputError, match="fixed batch size"):
         analyze_model(load_user_model(str(static)), data="digits16", out=str(tmp_path / "static"), quiet=True)
+
+
+def test_analyze_places_the_model_against_a_sweeps_reference(tmp_path):
+    from captum_pags.metrics import place_model, sweep_reference
+
+    ref = sweep_reference([0.95, 0.94, 0.5], [0.1, 0.4, 0.6], [3.0, 1.0, 0.1], source="sweep")
+    results = tmp_path / "sweep_results.json"
+    results.write_text(json.dumps({"references": {"noise": ref.to_dict()}, "results": []}))
+    model = MLP()
+    kwargs = dict(data="digits16", max_examples=16, n_samples=2, quiet=True)
+    placed = analyze_model(model, reference=str(results), out=str(tmp_path / "a"), **kwargs)
+    expected = place_model(placed.metrics, ref).regime
+    assert placed.regime == expected != "undetermined"
+    by_accuracy = analyze_model(model, reference_accuracy=0.95, out=str(tmp_path / "b"), **kwargs)
+    assert by_accuracy.regime == place_model(by_accuracy.metrics, 0.95).regime
+    with pytest.raises(AnalysisInputError, match="not both"):
+        analyze_model(model, reference=str(results), reference_accuracy=0.9, out=str(tmp_path / "c"), **kwargs)

@@ -27,6 +27,7 @@ def assets(tmp_path_factory):
     np.savez(root / "nhwc.npz", x=rng.random((4, 32, 32, 3), dtype=np.float32), y=np.zeros(4, int))
     np.savez(root / "bytes.npz", x=rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8), y=np.zeros(4, int))
     np.savez(root / "grey16.npz", x=rng.random((4, 1, 16, 16), dtype=np.float32), y=np.zeros(4, int))
+    np.savez(root / "labels12.npz", x=rng.random((4, 1, 16, 16), dtype=np.float32), y=np.array([0, 3, 7, 12]))
     np.savez(root / "grey32.npz", x=rng.random((4, 1, 32, 32), dtype=np.float32), y=np.zeros(4, int))
     np.savez(root / "rgb32_255.npz", x=255 * rng.random((4, 3, 32, 32), dtype=np.float32), y=np.zeros(4, int))
     (root / "a_file").write_text("not a folder")
@@ -126,6 +127,7 @@ CASES = {
         ],
         "unconditional",
     ),
+    "labels beyond the classifier's classes": (["--data", "{root}/labels12.npz"], "labels go from 0 to 12"),
     "normalisation of other channels": (["--normalize", "0.5,0.5,0.5;0.2,0.2,0.2"], "channel"),
     "model that does not take the data": (["--model", "{root}/mlp32.pt"], "does not take inputs"),
 }
@@ -162,3 +164,16 @@ def test_a_refusal_from_the_console_has_no_log_lines_or_traceback(assets):
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "sample_size" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"), [(["--device", "banana"], "banana"), (["--out", "{root}/a_file"], "is a file")]
+)
+def test_sweep_refuses_a_bad_device_or_output_before_training(assets, monkeypatch, capsys, extra, message):
+    from captum_pags.analysis import sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "run_sweep", lambda *a, **k: pytest.fail("the sweep started"))
+    argv = ["sweep", "--quick", "--quiet", *[a.replace("{root}", str(assets.root)) for a in extra]]
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]

@@ -387,6 +387,21 @@ case(
     Raises(ValueError, "`target` labels in"),
 )
 case("den-call-target", lambda c: _den(c).basis(c["x"], target=1), Raises(ValueError, "`target=None` for Denoiser"))
+case(
+    "den-cond-no-target",
+    lambda c: DenoiserTangent(c["mix"], 0.1, 2, conditional=True).basis(c["x"]),
+    Raises(ValueError, "`target` \\(class labels"),
+)
+case(
+    "den-cond-bad-label",
+    lambda c: DenoiserTangent(c["mix"], 0.1, 2, conditional=True).basis(c["x"], target=7),
+    Raises(ValueError, "`target` labels in"),
+)
+case(
+    "den-cond-float-label",
+    lambda c: DenoiserTangent(c["mix"], 0.1, 2, conditional=True).basis(c["x"], target=torch.tensor([0.5] * 4)),
+    Raises((TypeError, ValueError), "`target`"),
+)
 case("den-nan", lambda c: _den(c).basis(_nan(c["x"])), Raises(ValueError, "`inputs` to hold finite"))
 case("den-tuple", lambda c: _den(c).basis((c["x"], c["x"])), Raises(ValueError, "`inputs` to be one tensor"))
 case(
@@ -406,6 +421,16 @@ case(
 )
 case("den-plane", lambda c: _den(c).basis(c["x"]), Warns("", lambda out, c: _near_plane(out)))
 case("den-int", lambda c: _den(c).basis(c["ints"] % 3), Equals(lambda c: _den(c).basis((c["ints"] % 3).float()), 1e-6))
+case(
+    "den-bf16",
+    lambda c: _den(c).basis(_bf(c["x"])),
+    Equals(lambda c: _den(c).basis(_bf(c["x"]).float()), 1e-6),
+)
+case(
+    "den-f64-inputs",
+    lambda c: _den(c).basis(c["x"].double()),
+    Equals(lambda c: _den(c).basis(c["x"]).double(), 1e-6),
+)
 case("den-general", lambda c: _den(c, method="general").basis(c["x"]), Warns("", lambda out, c: _near_plane(out)))
 case("den-spectrum", lambda c: intrinsic_dimension(_den(c).spectrum(c["x"])), Equals(lambda c: torch.full((4,), 3), 0))
 

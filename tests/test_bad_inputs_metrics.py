@@ -20,7 +20,7 @@ from conftest import assert_model_unchanged, model_snapshot
 from torch import nn
 
 from captum_pags import ManifoldGradient
-from captum_pags.manifold import LinearSubspace
+from captum_pags.manifold import LinearSubspace, TangentSpace
 from captum_pags.metrics import (
     AlignmentAccumulator,
     RobustnessAccumulator,
@@ -272,6 +272,26 @@ def _conditional_only(c):
     return model
 
 
+class _Shapeless(TangentSpace):
+    """A tangent space of any input shape (the first coordinate): D is unknown without inputs."""
+
+    @property
+    def dim(self):
+        return 1
+
+    def _basis(self, inputs):
+        x = inputs[0].flatten(1)
+        return torch.nn.functional.one_hot(torch.zeros(x.shape[0], dtype=torch.long), x.shape[1]).to(x)[:, None]
+
+
+def _full_space_alignment():
+    """A full-dimensional tangent space: every map lies in it; rounding never lifts a value above 1."""
+    g = torch.randn(500, 36, generator=torch.Generator().manual_seed(3))
+    out = tangent_alignment(g, g, LinearSubspace(torch.randn(36, 36, generator=torch.Generator().manual_seed(4))))
+    assert bool((out <= 1.0).all())
+    return out
+
+
 def _accumulate_zeros(a):
     acc = AlignmentAccumulator()
     acc.update(a * 0, a)
@@ -291,12 +311,16 @@ ta = tangent_alignment
 case("ta-shape", lambda c: ta(c["a"][:, :, :5], c["x"], c["space"]), Raises(ValueError, "`attributions`"))
 case("ta-batch", lambda c: ta(c["a"][:2], c["x"], c["space"]), Raises(ValueError, "`attributions`"))
 case("ta-inputs-shape", lambda c: ta(c["a"], torch.randn(4, 1, 5, 5), c["space"]), Raises(ValueError, "`inputs`"))
-case("ta-space", lambda c: ta(c["a"], c["x"], torch.eye(36)), Raises(TypeError, "`tangent_space`"))
+case("ta-space", lambda c: ta(c["a"], c["x"], torch.eye(36)), Raises(TypeError, "`tangent_space`.*but got Tensor"))
 case("ta-nan", lambda c: ta(_nan(c["a"]), c["x"], c["space"]), Raises(ValueError, "`attributions` to hold finite"))
 case("ta-nan-inputs", lambda c: ta(c["a"], _nan(c["x"]), c["space"]), Raises(ValueError, "`inputs`"))
 case("ta-empty", lambda c: ta(c["a"][:0], c["x"][:0], c["space"]), Raises(ValueError, "empty"))
 case("ta-chunk", lambda c: ta(c["a"], c["x"], c["space"], max_examples_per_batch=0), Raises(ValueError, "`max_exam"))
-case("ta-zero", lambda c: ta(c["a"] * 0, c["x"], c["space"]), Warns("4 of 4", lambda out: bool(out.isnan().all())))
+case(
+    "ta-zero",
+    lambda c: ta(c["a"] * 0, c["x"], c["space"]),
+    Warns("4 of 4 example.*all-zero attribution", lambda out: bool(out.isnan().all())),
+)
 case(
     "ta-int-attr",
     lambda c: ta((c["a"] * 9).long(), c["x"], c["space"]),
@@ -322,7 +346,18 @@ case(
     lambda c: ta(c["a"], c["x"], LinearSubspace(torch.ones(3, 36), input_shape=(1, 6, 6))),
     Raises(ValueError, "`basis`"),
 )
-case("rta-space", lambda c: random_tangent_alignment(torch.eye(3)), Raises(TypeError, "`tangent_space`"))
+case("rta-space", lambda c: random_tangent_alignment(torch.eye(3)), Raises(TypeError, "`tangent_space`.*got Tensor"))
+case(
+    "rta-no-shape",
+    lambda c: random_tangent_alignment(_Shapeless()),
+    Raises(ValueError, "`inputs` for a tangent space without a fixed `input_shape`"),
+)
+case(
+    "rta-one-example",
+    lambda c: random_tangent_alignment(c["space"], c["x"][:1]),
+    Equals(lambda c: torch.full((1,), 1 / 3)),
+)
+case("ta-full-space-many", lambda c: _full_space_alignment(), Equals(lambda c: torch.ones(500)))
 case("rta-inputs", lambda c: random_tangent_alignment(c["space"], torch.randn(2, 5)), Raises(ValueError, "`inputs`"))
 case("rta-value", lambda c: random_tangent_alignment(c["space"], c["x"]), Equals(lambda c: torch.full((4,), 1 / 3)))
 case("taa-space", lambda c: TangentAlignmentAccumulator(3), Raises(TypeError, "`tangent_space`"))
@@ -434,6 +469,8 @@ case("mg-target-neg", lambda c: mg(c, target=[0, -1, 0, 0]), Raises(ValueError, 
 case("mg-target-len", lambda c: mg(c, target=[0, 1]), Raises(ValueError, "`target`"))
 case("mg-target-bool", lambda c: mg(c, target=True), Raises(TypeError, "`target`"))
 case("mg-target-float-int", lambda c: mg(c, target=torch.tensor([0.0, 1, 2, 0])), Equals(lambda c: mg(c)))
+case("mg-target-tuple", lambda c: mg(c, target=(1,)), Equals(lambda c: mg(c, target=1)))
+case("mg-target-column", lambda c: mg(c, target=c["y"][:, None]), Equals(lambda c: mg(c)))
 case("mg-component", lambda c: mg(c, component="tangent"), Raises(ValueError, "`component`"))
 case("mg-abs", lambda c: mg(c, abs="yes"), Raises(TypeError, "`abs`"))
 case("mg-space", lambda c: ManifoldGradient(c["net"], "space"), Raises(TypeError, "`tangent_space`"))

@@ -276,3 +276,29 @@ def test_python_api_takes_the_same_components(assets, tmp_path):
     assert [m.training for m in model.modules()] == before
     assert math.isfinite(res.metrics["alignment_bayes"]) and math.isfinite(res.metrics["tangent_alignment_local"])
     assert res.config["score_model"]["path"] == str(assets.null_label)
+
+
+class _EDMDenoiser(torch.nn.Module):
+    """An EDM-style D(x, sigma, class_labels): the optimal denoiser of N(mu_y, I) data, one-hot labels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("means", torch.linspace(-0.5, 0.5, 10).reshape(10, 1))
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, class_labels: torch.Tensor) -> torch.Tensor:
+        mu = (class_labels @ self.means).reshape(-1, 1, 1, 1)
+        s2 = sigma.reshape(-1, 1, 1, 1) ** 2
+        return (x + s2 * mu) / (1 + s2)
+
+
+def test_cli_takes_an_edm_denoiser_with_its_settings(assets, tmp_path):
+    path = tmp_path / "edm.pt"
+    torch.jit.script(_EDMDenoiser()).save(str(path))
+    settings = '{"num_classes": 10, "one_hot_labels": true, "model_range": [-1, 1]}'
+    extra = ["--score-model", str(path), "--score-model-kwargs", settings, "--tangent", "pca:3"]
+    row = _analyze_cli(assets, tmp_path / "out", *extra)
+    assert math.isfinite(row["alignment_conditional"]) and row["alignment_bayes"] is None  # no unconditional
+    with pytest.raises(AnalysisInputError, match="JSON"):
+        from captum_pags.analysis import parse_score_model
+
+        parse_score_model(str(path), kwargs="{num_classes: 10}")

@@ -125,5 +125,57 @@ def test_read_target_accepts_every_integer_form():
         read_target(-1, 2)
     with pytest.raises(ValueError, match="'predicted' is not supported"):
         read_target("predicted", 2)
-    with pytest.raises(ValueError, match=r"\(N=2, C\)"):
+    with pytest.raises(ValueError, match=r"\(N=2, C\) class scores for `target`='predicted' but got \(3, 2\)"):
         predicted_classes(torch.zeros(3, 2), 2)
+    with pytest.raises(ValueError, match=r"but got \(2,\)"):
+        predicted_classes(torch.zeros(2), 2)
+    with pytest.raises(ValueError, match="but got list"):
+        predicted_classes([[0.0, 1.0]], 1)
+    scores = torch.tensor([[0.0, 1.0], [math.nan, 0.0], [2.0, math.nan]])
+    with pytest.raises(ValueError, match="but 2 example\\(s\\) have NaN scores"):
+        predicted_classes(scores, 3)
+
+
+def test_input_gradients_of_multi_dimensional_outputs_and_their_targets():
+    from captum_pags._kernel._autodiff import input_gradients
+
+    torch.manual_seed(0)
+    lin = nn.Linear(4, 6)
+
+    def grid(v):
+        return lin(v).reshape(-1, 2, 3)
+
+    x = torch.randn(3, 4)
+    (g,) = input_gradients(grid, (x,), target=(1, 2))  # Captum's tuple index into (2, 3) outputs
+    torch.testing.assert_close(g, lin.weight[5].expand(3, 4).detach(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="`target` to select one output per example"):
+        input_gradients(grid, (x,), target=1)
+    with pytest.raises(ValueError, match=r"select one output per example.*shape \(3, 6\)"):
+        input_gradients(lin, (x,), target=None)
+    with pytest.raises(TypeError, match="`inputs` to be floating-point tensors"):
+        input_gradients(lin, (x.long(),), target=0)
+
+
+def test_input_gradients_keep_the_users_graph_and_fill_unused_inputs_with_zeros():
+    from captum_pags._kernel._autodiff import input_gradients
+
+    x = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    unused = torch.randn(3, 5, dtype=torch.float64)
+    (g, g_unused) = input_gradients(lambda a, b: (a**3).sum(1, keepdim=True), (x, unused), None, create_graph=True)
+    torch.testing.assert_close(g, 3 * x.detach() ** 2, rtol=1e-14, atol=0)
+    torch.testing.assert_close(g_unused, torch.zeros_like(unused), rtol=0, atol=0)
+    (second,) = torch.autograd.grad(g.sum(), x)  # the graph reaches the user's own tensor
+    torch.testing.assert_close(second, 6 * x.detach(), rtol=1e-14, atol=0)
+    (plain,) = input_gradients(lambda a: (a**3).sum(1, keepdim=True), (x.detach(),), None)
+    assert not plain.requires_grad  # create_graph is off by default
+
+
+def test_class_gradients_check_batch_size():
+    model = _mlp(0)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=r"`batch_size` to be an int >= 1 but got"):
+            class_gradients(model, x, 0, kind="logit", batch_size=bad)
+    torch.testing.assert_close(
+        class_gradients(model, x, 0, kind="logit", batch_size=1), class_gradients(model, x, 0, kind="logit")
+    )

@@ -41,12 +41,12 @@ class ExactDenoiser(nn.Module):
             score = self.exact.score(x_u, s)
         else:
             labels = class_labels.argmax(1) if self.one_hot else class_labels
-            if self.null_class is not None and bool((labels == self.null_class).all()):
-                score = self.exact.score(x_u, s)
-            else:
-                if self.null_class is not None:
-                    labels = labels - (labels > self.null_class).long()
-                score = self.exact.score(x_u, s, labels)
+            null = torch.zeros_like(labels, dtype=torch.bool)
+            if self.null_class is not None:  # per example: the null label gives the unconditional score
+                null = labels == self.null_class
+                labels = labels - (labels > self.null_class).long()
+            cond = self.exact.score(x_u, s, labels.clamp(0, self.exact.num_classes - 1))
+            score = torch.where(null.view(-1, *[1] * (x.dim() - 1)), self.exact.score(x_u, s), cond)
         denoised_u = x_u + s**2 * score
         return (self.scale * denoised_u + self.shift).to(x.dtype) + self.weight
 
@@ -83,6 +83,17 @@ def test_conditional_denoiser_with_units_and_null_label(mixture, one_hot):
         expected_labels = F.one_hot(expected_labels, NUM_CLASSES + 1).float()
     torch.testing.assert_close(labels, expected_labels)
     torch.testing.assert_close(model.score(x, sigma), mixture.score(x.double(), sigma).float(), atol=1e-4, rtol=1e-4)
+    # the Bayes difference: one denoiser call with the class labels and the null label side by side
+    n_calls = len(den.calls)
+    bayes = model.bayes_score(x, sigma, y)
+    assert len(den.calls) == n_calls + 1
+    sigmas, labels = den.calls[-1]
+    expected_labels = torch.cat([y + 1, torch.zeros(4, dtype=torch.long)])
+    if one_hot:
+        expected_labels = F.one_hot(expected_labels, NUM_CLASSES + 1).float()
+    torch.testing.assert_close(labels, expected_labels)
+    exact = mixture.score(x.double(), sigma, y) - mixture.score(x.double(), sigma)
+    torch.testing.assert_close(bayes, exact.float(), atol=1e-4, rtol=1e-4)
 
 
 def test_conditional_without_null_label_needs_a_target(mixture):

@@ -307,3 +307,22 @@ def test_learned_variance_half_is_dropped():
     torch.testing.assert_close(
         model.score(torch.rand(2, 1, 4, 4), 0.2), torch.full((2, 1, 4, 4), -2 / level.model_sigma)
     )
+
+
+def test_bayes_difference_of_a_null_label_model_is_one_unet_call_per_chunk():
+    torch.manual_seed(3)
+    unet = _tiny_unet(num_class_embeds=4).eval()
+    model = DiffusersScore(unet, DDPMScheduler(), null_class=3)
+    batches = []
+    hook = unet.register_forward_pre_hook(lambda m, args: batches.append(args[0].shape[0]))
+    try:
+        x, y = torch.rand(5, 1, 8, 8), torch.tensor([0, 2, 1, 1, 0])
+        bayes = model.bayes_score(x, 0.3, y, batch_size=3)
+        assert batches == [6, 4]  # conditional and null label side by side, chunk by chunk
+        expected = model.score(x, 0.3, y) - model.score(x, 0.3)
+    finally:
+        hook.remove()
+    torch.testing.assert_close(bayes, expected, rtol=1e-5, atol=1e-5)
+    half = model.bayes_score(x.half(), 0.3, y)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), model.bayes_score(x.half().float(), 0.3, y), rtol=1e-2, atol=1e-2)

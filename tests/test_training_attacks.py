@@ -212,3 +212,39 @@ def test_parallel_wrappers_are_attacked_through_their_module():
     attack = PGD(model, 0.5, steps=3, random_start=False)
     wrapped = PGD(torch.nn.DataParallel(model), 0.5, steps=3, random_start=False)
     torch.testing.assert_close(wrapped(x, y), attack(x, y), rtol=0, atol=0)
+
+
+def _flat_zero_model(x):
+    """Logits that do not depend on the input: every gradient step is zero, the start is all that moves."""
+    return (x * 0).flatten(1)[:, :2]
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_random_start_is_drawn_from_the_given_generator_in_the_inputs_dtype(norm):
+    x = torch.rand(5, 1, 2, 3, dtype=torch.float64)
+    y = torch.zeros(5, dtype=torch.long)
+    eps = 0.4
+    attack = PGD(_flat_zero_model, epsilon=eps, steps=2, norm=norm)
+    torch.manual_seed(1)
+    adv = attack.perturb(x, y, generator=torch.Generator().manual_seed(8))
+    g = torch.Generator().manual_seed(8)
+    if norm == "linf":
+        start = eps * (2 * torch.rand(5, 6, generator=g, dtype=torch.float64) - 1)
+    else:
+        direction = torch.randn(5, 6, generator=g, dtype=torch.float64)
+        direction = direction / direction.norm(dim=1, keepdim=True)
+        start = direction * (eps * torch.rand(5, 1, generator=g, dtype=torch.float64).pow(1 / 6))
+    torch.testing.assert_close(adv, x + start.view_as(x), rtol=1e-12, atol=1e-15)
+    # the global generator is neither used nor changed
+    state = torch.get_rng_state()
+    torch.manual_seed(2)
+    again = attack.perturb(x, y, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(adv, again)
+    torch.set_rng_state(state)
+
+
+def test_degenerate_bounds_and_non_callable_models_are_refused():
+    with pytest.raises(ValueError, match=r"Expected `bounds` \(low, high\) with low < high but got \(0.5, 0.5\)"):
+        PGD(_flat_zero_model, 0.1, bounds=(0.5, 0.5))
+    with pytest.raises(TypeError, match="Expected `model` to be callable but got int"):
+        PGD(3, 0.1)

@@ -193,3 +193,22 @@ def test_default_step_reaches_the_boundary_of_a_linear_model():
     torch.testing.assert_close(adv.norm(dim=1), torch.ones(5, dtype=torch.float64), rtol=1e-12, atol=0)
     short = PGD(model, epsilon=1.0, steps=10, random_start=False, step_size=0.09)(x, y)
     assert float(short.norm(dim=1).max()) < 0.95
+
+
+def test_every_loss_reports_its_named_parts():
+    model, (x, y) = _model(0), _batch(0)
+    scores = GaussianMixtureScore(torch.randn(3, 6, dtype=torch.float64), torch.eye(6, dtype=torch.float64))
+    expected = {
+        StandardLoss(): ["ce", "loss"],
+        GradientNormLoss(1.0): ["ce", "grad_norm_sq", "loss"],
+        NoiseConsistencyLoss(1.0, 0.1): ["ce", "consistency", "loss"],
+        RandomizedSmoothingLoss(0.1): ["loss", "noisy_ce"],
+        AdversarialLoss(0.1, steps=1): ["adv_ce", "loss"],
+        ScoreAlignmentLoss(1.0, scores, 0.5): ["ce", "loss", "misalignment"],
+    }
+    for criterion, keys in expected.items():
+        value = criterion(model, x, y)
+        parts = criterion.last.as_dict()
+        assert sorted(parts) == keys, type(criterion).__name__
+        assert parts["loss"] == pytest.approx(float(value.detach()), rel=1e-12)
+    assert "epsilon=0.1, steps=1, norm='l2'" in repr(AdversarialLoss(0.1, steps=1))

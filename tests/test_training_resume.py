@@ -270,3 +270,23 @@ def test_seeded_runs_do_not_depend_on_the_callers_generator_state():
         fit(model, NoiseConsistencyLoss(0.5, 0.2), _data(), epochs=1, seed=4, quiet=True)
         runs.append(_flat(model))
     torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
+
+
+def test_attack_and_smoothing_never_reseed_the_global_generator():
+    from captum_pags.training import PGD, SmoothedClassifier
+
+    model = _model()
+    x, y = _data().dataset.tensors
+    torch.manual_seed(77)
+    torch.rand(2)
+    state = torch.get_rng_state().clone()
+    # with their own generators, the global stream is not even advanced
+    PGD(model, 0.3, steps=2).perturb(x, y, generator=torch.Generator().manual_seed(0))
+    smoothed = SmoothedClassifier(model, sigma=0.2, num_classes=4)
+    smoothed.certify(x[:3], n0=5, n=20, alpha=0.01, generator=torch.Generator().manual_seed(0))
+    smoothed.predict(x[:3], n=20, alpha=0.01, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), state) and torch.initial_seed() == 77
+    # without, they draw from it (as documented) but never reseed it
+    PGD(model, 0.3, steps=2)(x, y)
+    smoothed.certify(x[:3], n0=5, n=20, alpha=0.01)
+    assert torch.initial_seed() == 77

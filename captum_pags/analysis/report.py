@@ -147,6 +147,7 @@ def _figures(
                 "index": j,
                 "label": f"exact, eps={eps:g}",
                 "style": "o-",
+                "color": f"C{j}",
             }
         )
         if has_decoder:
@@ -156,6 +157,7 @@ def _figures(
                     "index": j,
                     "label": f"decoder, eps={eps:g}",
                     "style": "s--",
+                    "color": f"C{j}",
                 }
             )
     threshold = chance.get("min_relative_robustness")
@@ -163,7 +165,7 @@ def _figures(
         groups,
         files["relative_robustness"],
         rel,
-        ylabel="on/off-manifold change ratio (higher = more off-manifold robust)",
+        ylabel="on/off change ratio (higher: more robust off)",
         log_y=True,
         hlines=[(threshold, "regime threshold", "--")] if threshold else [],
     )

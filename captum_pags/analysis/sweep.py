@@ -8,7 +8,6 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,106 +22,12 @@ from .config import SweepConfig
 from .executors import Executor, run_tasks
 from .grid import SweepTask, build_model, model_key, parse_shard, shard_tasks, sweep_tasks
 from .report import write_report
+from .results import COLLAPSE_MARGIN, NUM_CLASSES, ModelResult, SweepResult
 from .tasks import evaluation_data, read_result
 
-__all__ = ["ModelResult", "SweepResult", "assemble_report", "run_sweep"]
+__all__ = ["assemble_report", "run_sweep"]
 
 CONFIG_FILE = "sweep_config.json"
-#: A model within this many accuracy points of chance is flagged as collapsed.
-COLLAPSE_MARGIN = 0.05
-NUM_CLASSES = 10
-#: Columns of the console summary (whole names, as in the JSON and CSV).
-SUMMARY_KEYS = ("accuracy", "alignment_bayes", "alignment_conditional", "tangent_alignment", "relative_robustness")
-
-
-@dataclass
-class ModelResult:
-    """Measurements of one trained model (one row of the report).
-
-    Examples
-    --------
-    >>> r = ModelResult("noise", 0.1, 0, {"accuracy": 0.9}, regime="weak")
-    >>> r.row()["accuracy"], r.row()["regime"]
-    (0.9, 'weak')
-    """
-
-    method: str
-    strength: float
-    seed: int
-    metrics: dict[str, Any]
-    regime: str = ""
-    train_seconds: float = math.nan
-    from_cache: bool = False
-    model: str = ""
-
-    def row(self) -> dict[str, Any]:
-        """Flat dict for tables and JSON."""
-        return {
-            "method": self.method,
-            "strength": self.strength,
-            "seed": self.seed,
-            **self.metrics,
-            "regime": self.regime,
-            "train_seconds": self.train_seconds,
-            "from_cache": self.from_cache,
-            "model": self.model,
-        }
-
-
-@dataclass
-class SweepResult:
-    """What :func:`run_sweep` returns: the config, one :class:`ModelResult` per model, the report files.
-
-    Attributes
-    ----------
-    groups : list of dict
-        One entry per ``(method, strength)``: ``mean`` and ``sd`` of every metric over seeds, the
-        ``regime`` decided on the means, its ``reason`` and ``collapsed``.
-    missing : list of str
-        Grid points without a result file (a shard not yet run).
-
-    Examples
-    --------
-    >>> res = SweepResult(SweepConfig.quick(), [ModelResult("noise", 0.0, 0, {"accuracy": 0.9})])
-    >>> "noise" in res.summary()
-    True
-    """
-
-    config: SweepConfig
-    results: list[ModelResult]
-    files: dict[str, Path] = field(default_factory=dict)
-    seconds: float = math.nan
-    groups: list[dict[str, Any]] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-
-    @property
-    def rows(self) -> list[dict[str, Any]]:
-        """One flat dict per model."""
-        return [r.row() for r in self.results]
-
-    def summary(self) -> str:
-        """A plain-text table of the main figures (means over seeds when there are several)."""
-        widths = [max(len(k), 10) for k in SUMMARY_KEYS]
-        head = f"{'method':<14}{'strength':>9}{'seeds':>6}  " + "  ".join(
-            f"{k:>{w}}" for k, w in zip(SUMMARY_KEYS, widths)
-        )
-        lines = [head + "  regime"]
-        groups = self.groups or [
-            {"method": r.method, "strength": r.strength, "seeds": [r.seed], "mean": r.metrics, "regime": r.regime}
-            for r in self.results
-        ]
-        for g in groups:
-            vals = "  ".join(f"{float(g['mean'].get(k, math.nan)):>{w}.4f}" for k, w in zip(SUMMARY_KEYS, widths))
-            flag = " (collapsed)" if g.get("collapsed") else ""
-            lines.append(f"{g['method']:<14}{g['strength']:>9g}{len(g['seeds']):>6}  {vals}  {g['regime']}{flag}")
-        cached = sum(r.from_cache for r in {r.model: r for r in self.results}.values())
-        models = len({r.model for r in self.results})
-        lines.append(f"{models} models, {cached} loaded from the cache ({self.config.out}/models)")
-        if self.missing:
-            lines.append(f"missing results ({len(self.missing)}): {', '.join(self.missing)}")
-        if math.isfinite(self.seconds):
-            lines.append(f"total time {self.seconds:.1f} s")
-        return "\n".join(lines)
 
 
 def _write_config(config: SweepConfig) -> None:
@@ -209,7 +114,7 @@ def run_sweep(
     if shard is not None:
         results = [r for p in payloads for r in _model_results(p)]
         return SweepResult(config, results, seconds=time.perf_counter() - start)
-    return assemble_report(config, wall_seconds=time.perf_counter() - start)
+    return assemble_report(config, wall_seconds=time.perf_counter() - start, payloads=payloads)
 
 
 def _model_results(payload: dict[str, Any]) -> list[ModelResult]:
@@ -337,7 +242,11 @@ def _chance_levels(config: SweepConfig) -> dict[str, float]:
 
 
 def assemble_report(
-    out: str | Path | SweepConfig, *, wall_seconds: float | None = None, maps: bool = True
+    out: str | Path | SweepConfig,
+    *,
+    wall_seconds: float | None = None,
+    maps: bool = True,
+    payloads: list[dict[str, Any]] | None = None,
 ) -> SweepResult:
     """Assemble the report from the per-model result files present in a sweep's output folder.
 
@@ -353,6 +262,9 @@ def assemble_report(
         Wall time of the run, for the provenance.
     maps : bool
         Draw gradient maps (needs the models in ``OUT/models``).
+    payloads : list of dict, optional
+        What the tasks of this run returned; they say which models this run took from the cache
+        (the result files say how the run that wrote them got each model).
 
     Returns
     -------
@@ -370,6 +282,7 @@ def assemble_report(
     from .provenance import provenance
 
     config = out if isinstance(out, SweepConfig) else _read_config(out)
+    this_run = {p["model"]: bool(p["from_cache"]) for p in payloads or []}
     results: list[ModelResult] = []
     missing: list[str] = []
     for task in sweep_tasks(config):
@@ -377,6 +290,8 @@ def assemble_report(
         if payload is None:
             missing.extend(f"{m} {s:g} seed {task.seed}" for m, s in task.serves(config))
         else:
+            if payload["model"] in this_run:
+                payload["from_cache"] = this_run[payload["model"]]
             results.extend(_model_results(payload))
     order = {m: i for i, m in enumerate(config.methods)}
     results.sort(key=lambda r: (order[r.method], r.strength, r.seed))

@@ -214,8 +214,9 @@ def run_task(task: SweepTask, config: SweepConfig | dict[str, Any], threads: int
         torch.set_num_threads(max(1, int(threads)))
     if not config.retrain:
         done = read_result(task, config)
-        if done is not None:
+        if done is not None:  # measured before: nothing trained or measured now
             done["metrics"] = {k: _from_json(v) for k, v in done["metrics"].items()}
+            done["from_cache"] = True
             return done
     model, info = train_model(task, config)
     start = time.perf_counter()

@@ -96,7 +96,11 @@ def _score_source(score_model: Any, unconditional: Any, data: DataSource) -> tup
     """A spec to load (strings) or ready score models (objects)."""
     if isinstance(score_model, ScoreModels):
         return None, score_model
-    if score_model == "auto":
+    if isinstance(score_model, ScoreSpec):
+        if unconditional is not None:
+            raise AnalysisInputError("Expected the unconditional model inside the ScoreSpec, not beside it")
+        return score_model, None
+    if isinstance(score_model, str) and score_model == "auto":
         score_model = "shipped" if isinstance(data, EmbeddedData) and data.name == "digits16" else None
     if isinstance(score_model, (str, type(None))) and isinstance(unconditional, (str, type(None))):
         if score_model is None and unconditional is None:
@@ -175,9 +179,10 @@ def analyze_model(
         Your data as tensors (a ``1x16x16`` tensor is your data, not ``digits16``).
     data : str or DataSource, optional
         Or a data source / ``--data`` string (default: ``"digits16"``).
-    score_model : str, ScoreModel or ScoreModels, optional
+    score_model : str, ScoreSpec, ScoreModel or ScoreModels, optional
         ``"auto"`` (the shipped model for ``digits16``, none otherwise), ``"shipped"``, a
-        diffusers folder, a denoiser file, a :class:`~captum_pags.scores.ScoreModel`, or None.
+        diffusers folder, a denoiser file, a :class:`~captum_pags.analysis.ScoreSpec` (with
+        loading settings), a :class:`~captum_pags.scores.ScoreModel`, or None.
     unconditional_score_model : str or ScoreModel, optional
         An unconditional model paired with a conditional ``score_model`` without a null label.
     tangent : str, TangentSpec or TangentSpace, optional
@@ -243,7 +248,7 @@ def analyze_model(
     score_classes = spec.info().num_classes if spec is not None and spec.info() is not None else None
     if scores is not None:
         score_classes = scores.num_classes
-    check_classifier_fit(model, source, score_classes)
+    check_classifier_fit(model, source, score_classes, dev)
     # ------------------------------------------------------------------ loading (the pieces fit)
     if spec is not None:
         scores = spec.load(dev)

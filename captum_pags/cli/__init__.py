@@ -105,12 +105,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     runner = {"analyze": _analyze.run, "sweep": _sweep_run, "report": _report_run}[args.command]
     try:
+        _check_common(args)
         return runner(args)
     except (AnalysisInputError, FileNotFoundError, ValueError, TypeError) as err:
         return fail(str(err))
     except KeyboardInterrupt:
         print("captum-pags: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    """What every subcommand needs, checked before it starts: an available device and an output folder."""
+    from ..analysis.components.settings import AnalysisSettings
+    from ..analysis.errors import AnalysisInputError
+
+    device = getattr(args, "device", None)
+    if device is not None:
+        AnalysisSettings(device=device).check_device()
+    out = getattr(args, "out", None)
+    if out is not None and os.path.exists(out) and not os.path.isdir(out):
+        raise AnalysisInputError(f"Expected --out to be a folder but {out!r} is a file: choose another --out")
 
 
 def _sweep_run(args: argparse.Namespace) -> int:

@@ -90,6 +90,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "EDM-style denoiser D(x, sigma[, class_labels]) as .pt/.pt2 (default: shipped for digits16, else none)",
     )
     analyze.add_argument(
+        "--score-model-kwargs",
+        default=None,
+        help='JSON loading settings of the score model, e.g. \'{"num_classes": 10, "one_hot_labels": true, '
+        '"model_range": [-1, 1]}\' for an EDM denoiser, or \'{"null_class": 10}\' (default: none)',
+    )
+    analyze.add_argument(
         "--unconditional-score-model",
         default=None,
         help="an unconditional model paired with a class-conditional --score-model that has no null label "
@@ -175,11 +181,16 @@ def _components(args: argparse.Namespace) -> dict:
     classifier.check()
     tangent = None if args.tangent == "auto" else parse_tangent(args.tangent)
     data = parse_data(args.data, data_range)
-    score = "auto" if args.score_model == "auto" else None
-    if args.score_model != "auto" or args.unconditional_score_model is not None:
+    score: object = "auto"
+    if args.score_model != "auto" or args.unconditional_score_model is not None or args.score_model_kwargs:
         score = parse_score_model(
-            None if args.score_model == "auto" else args.score_model, args.unconditional_score_model, data_range
+            None if args.score_model == "auto" else args.score_model,
+            args.unconditional_score_model,
+            data_range,
+            args.score_model_kwargs,
         )
+        if score.path is None:  # type: ignore[attr-defined]
+            score = None
     return {
         "classifier": classifier,
         "data": data,
@@ -215,8 +226,7 @@ def run(args: argparse.Namespace) -> int:
         result = analyze_model(
             parts["classifier"],
             data=parts["data"],
-            score_model=score if not hasattr(score, "path") else score.path or None,
-            unconditional_score_model=None if not hasattr(score, "unconditional") else score.unconditional,
+            score_model=score,
             tangent=parts["tangent"],
             out=args.out,
             sigma=settings.sigma,

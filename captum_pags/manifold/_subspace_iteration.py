@@ -143,19 +143,17 @@ def symmetric_iteration(products: JacobianProducts, probes: Tensor, k: int, iter
     """
     m = probes.shape[1]
     q = _orthonormalise(probes)
-    krylov: Tensor | None = None
-    images = []
-    for i in range(iterations + 1):
-        y = products.vjp(q)
-        if i == 0:
-            _check_nonzero(y)
-        krylov = q if krylov is None else torch.cat([krylov, q], 1)
-        images.append(y)
+    y = products.vjp(q)
+    _check_nonzero(y)
+    krylov, images = q, [y]
+    for _ in range(iterations):
         room = min(m, krylov.shape[2] - krylov.shape[1])  # the Krylov space cannot outgrow R^D
-        if i == iterations or room == 0:
+        if room == 0:
             break
         q = _orthogonal_complement_rows(y, krylov)[:, :room]
-    assert krylov is not None
+        y = products.vjp(q)
+        krylov = torch.cat([krylov, q], 1)
+        images.append(y)
     h = (krylov @ torch.cat(images, 1).transpose(1, 2)).double()  # K^T J^T K
     ritz, z = torch.linalg.eigh((h + h.transpose(1, 2)) / 2)
     ritz, z = ritz.flip(-1), z.flip(-1).to(krylov.dtype)

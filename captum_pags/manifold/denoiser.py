@@ -8,7 +8,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .._kernel._model_state import evaluation_state
+from .._kernel._linalg import compute_dtype
+from .._kernel._model_state import evaluation_state, owning_module
 from .._kernel._tensors import chunks
 from .._kernel._validation import check_choice, check_int, check_positive, check_tensor
 from ..scores.base import ScoreModel, TargetLike
@@ -110,6 +111,8 @@ class DenoiserTangent(TangentSpace):
 
       :math:`(2q + 2)\, m` products per example.
 
+    Inputs are cast to the dtype of the denoiser's parameters (integer images are promoted, never
+    truncated); the basis comes back in the inputs' float dtype (float32 for 16-bit inputs).
     Products run as batched ``torch.func`` VJPs/JVPs under ``vmap``, ``probe_chunk_size`` probes
     and ``chunk_size`` examples at a time (peak memory grows with their product), with
     ``scaled_dot_product_attention`` switched to its math implementation inside the call (fused
@@ -264,10 +267,28 @@ class DenoiserTangent(TangentSpace):
         fn = self.denoiser
         return lambda x: fn(x, sigma)
 
+    def _network_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """Inputs are cast to the floating dtype of the denoiser's parameters (if it has any)."""
+        if isinstance(self.denoiser, ScoreModel):
+            modules = list(self.denoiser.networks())
+        else:
+            module = owning_module(self.denoiser)
+            modules = [] if module is None else [module]
+        for module in modules:
+            for p in module.parameters():
+                if p.is_floating_point():
+                    return p.dtype
+        return dtype
+
     def _labels(self, x: Tensor, target: TargetLike) -> Tensor | None:
         if not isinstance(self.denoiser, ScoreModel):
             return None
         labels = target if self.conditional and target is not None else self.target
+        if self.conditional and labels is None:
+            raise ValueError(
+                "Expected `target` (class labels, one per example or one for all) for a DenoiserTangent with "
+                "conditional=True but got None"
+            )
         _, labels = self.denoiser.check_call(x, self.sigma, labels)
         return labels
 
@@ -277,6 +298,8 @@ class DenoiserTangent(TangentSpace):
                 f"Expected `inputs` to be one tensor for a DenoiserTangent but got a tuple of {len(inputs)}"
             )
         x = inputs[0]
+        out_dtype = compute_dtype(x.dtype)
+        x = x.to(self._network_dtype(x.dtype))
         n, d = x.shape[0], int(x[0].numel())
         if self._dim >= d:
             raise ValueError(f"Expected `dim` to be < D = {d} but got {self._dim}")
@@ -293,8 +316,8 @@ class DenoiserTangent(TangentSpace):
                 xs = x[s].detach()
                 products = JacobianProducts(fn, xs, self.probe_chunk_size, self.vectorize)
                 basis, spectrum = iterate(products, probes.expand(xs.shape[0], -1, -1), self._dim, self.iterations)
-                bases.append(basis.to(x.dtype))
-                spectra.append(spectrum.to(x.dtype))
+                bases.append(basis.to(out_dtype))
+                spectra.append(spectrum.to(out_dtype))
                 count = products.count
         self.last_products_per_example = count
         return torch.cat(bases), torch.cat(spectra)

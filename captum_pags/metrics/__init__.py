@@ -2,13 +2,13 @@
 
 from .accumulators import AlignmentAccumulator, AlignmentSummary, RobustnessAccumulator, TangentAlignmentAccumulator
 from .alignment import perceptual_alignment, score_alignment
+from .placement import place_model
 from .regimes import (
     REGIMES,
     UNDETERMINED,
     RegimeDecision,
     RegimeReference,
     RegimeThresholds,
-    place_model,
     regime_decisions,
     regime_rule_text,
     robustness_regime,

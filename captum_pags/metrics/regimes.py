@@ -10,7 +10,7 @@ once here. The report's prose is generated from it by :func:`regime_rule_text`.
 One rule decides every model against a :class:`RegimeReference` (the unregularised accuracy, the
 alignment peak and the gradient norm at that peak). A sweep builds its reference from its own
 models (:func:`robustness_regime`); a single model is placed against a sweep's reference or a
-reference accuracy (:func:`place_model`). A NaN value never decides: the model is
+reference accuracy (:func:`~captum_pags.metrics.place_model`). A NaN value never decides: the model is
 ``"undetermined"`` and the decision says why.
 """
 
@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from torch import Tensor
 
 from .._kernel._validation import check_int, check_positive
+from ._series import as_series as _as_series
 
 __all__ = [
     "REGIMES",
@@ -35,7 +35,6 @@ __all__ = [
     "RegimeDecision",
     "RegimeReference",
     "RegimeThresholds",
-    "place_model",
     "regime_decisions",
     "regime_rule_text",
     "robustness_regime",
@@ -225,44 +224,6 @@ def _decide(
     return RegimeDecision("bayes_aligned", "accuracy kept, near the alignment peak, robust off the manifold")
 
 
-def _as_series(name: str, value: Any, epsilon_index: int) -> tuple[Tensor | None, bool]:
-    """``(M,)`` float64 series of a metric and whether it was given for one model only."""
-    if value is None:
-        return None, False
-    is_robustness = hasattr(value, "relative") and hasattr(value, "mean")  # a ManifoldRobustness
-    single = (
-        is_robustness
-        or (isinstance(value, (int, float)) and not isinstance(value, bool))
-        or (isinstance(value, Tensor) and value.dim() == 0)
-    )
-    items = [value] if single else value
-    if not isinstance(items, (Tensor, Sequence)) and hasattr(items, "__array__"):  # NumPy arrays
-        items = torch.as_tensor(items.__array__(), dtype=torch.float64)
-        if items.dim() == 0:
-            items, single = items.reshape(1), True
-    if isinstance(items, Tensor):
-        if items.dim() != 1:
-            raise ValueError(f"Expected `{name}` to be a number or a 1-d series but got shape {tuple(items.shape)}")
-        items = items.tolist()
-    if not isinstance(items, Sequence) or isinstance(items, str) or len(items) == 0:
-        raise TypeError(f"Expected `{name}` to be a number, a non-empty sequence or a 1-d tensor but got {value!r}")
-    out = []
-    for v in items:
-        if hasattr(v, "relative") and hasattr(v, "mean"):
-            summary = v.mean()
-            if not -summary.relative.shape[1] <= epsilon_index < summary.relative.shape[1]:
-                raise ValueError(
-                    f"Expected `epsilon_index` to index {summary.relative.shape[1]} epsilons but got {epsilon_index}"
-                )
-            v = float(summary.relative[0, epsilon_index])
-        elif isinstance(v, Tensor) and v.numel() == 1:
-            v = float(v.item())
-        elif isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError(f"Expected `{name}` to hold numbers but got {type(v).__name__}")
-        out.append(float(v))
-    return torch.tensor(out, dtype=torch.float64), single
-
-
 def _val(series: Tensor | None, i: int) -> float | None:
     return None if series is None else float(series[i])
 
@@ -414,7 +375,7 @@ def robustness_regime(
        is **weak** if it comes before the peak and **excessive** after it. "After" means
        :math:`i > p`, or, when ``gradient_norm`` is given, a smaller mean input-gradient norm than
        the peak's (more regularised), which is how a single model is placed too
-       (:func:`place_model`).
+       (:func:`~captum_pags.metrics.place_model`).
     3. With ``relative_robustness``: a model with
        :math:`\text{relative}_i < \text{min\_relative\_robustness}` (it reacts about as much off
        the manifold as on it) is **weak** if it is at or before the peak, or if there is no peak
@@ -474,72 +435,6 @@ def robustness_regime(
     )
     regimes = [d.regime for d in decisions]
     return regimes[0] if single else regimes
-
-
-def place_model(
-    metrics: Mapping[str, Any],
-    reference: RegimeReference | str | os.PathLike[str] | Mapping[str, Any] | float | None,
-    *,
-    method: str | None = None,
-    alignment_key: str = "alignment_bayes",
-    thresholds: RegimeThresholds | None = None,
-) -> RegimeDecision:
-    """Place one model in a regime against a reference, with the same rule as a sweep.
-
-    Parameters
-    ----------
-    metrics : mapping
-        The model's measurements (what :func:`~captum_pags.analysis.measure_model` returns):
-        ``accuracy``, ``relative_robustness``, and, to compare with an alignment peak,
-        ``alignment_key`` and ``gradient_norm``.
-    reference : RegimeReference, path, mapping, float or None
-        A :class:`RegimeReference`; a sweep's ``results.json`` (path or loaded payload: its
-        unregularised accuracy and alignment peak); a reference accuracy (the unregularised
-        model's, a fraction); or ``None``, which leaves the regime undetermined.
-    method : str, optional
-        Which method's peak of a sweep's results to use (default: the highest peak).
-    alignment_key : str
-        The metric compared with the peak.
-    thresholds : RegimeThresholds, optional
-        The thresholds (default: the package's).
-
-    Returns
-    -------
-    RegimeDecision
-
-    Examples
-    --------
-    >>> m = {"accuracy": 0.7, "relative_robustness": 5.0, "alignment_bayes": 0.3, "gradient_norm": 1.0}
-    >>> place_model(m, 0.9).regime
-    'excessive'
-    >>> place_model(m, None).regime
-    'undetermined'
-    """
-    th = thresholds or RegimeThresholds()
-    if reference is None:
-        return RegimeDecision("undetermined", "no reference (a sweep's results or a reference accuracy) was given")
-    if isinstance(reference, (int, float)) and not isinstance(reference, bool):
-        reference = RegimeReference.from_accuracy(float(reference))
-    elif not isinstance(reference, RegimeReference):
-        reference = RegimeReference.from_results(reference, method)
-    if not isinstance(metrics, Mapping):
-        raise TypeError(f"Expected `metrics` to be a mapping of measurements but got {type(metrics).__name__}")
-
-    def get(key: str) -> float | None:
-        value = metrics.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"Expected `metrics[{key!r}]` to be a number but got {type(value).__name__}")
-        return float(value)
-
-    acc, ali, rel, gn = (get(k) for k in ("accuracy", alignment_key, "relative_robustness", "gradient_norm"))
-    if acc is None:
-        raise ValueError("Expected `metrics` to hold 'accuracy' but it has none")
-    after: bool | None = None
-    if reference.peak_gradient_norm is not None and gn is not None and not math.isnan(gn):
-        after = gn < reference.peak_gradient_norm
-    return _decide(acc, ali, rel, after, reference, th)
 
 
 def regime_rule_text(thresholds: RegimeThresholds | None = None) -> str:

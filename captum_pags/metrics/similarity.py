@@ -111,9 +111,8 @@ def _ssim_rows(a: Tensor, s: Tensor) -> Tensor:
 
     a_scaled, ok_a = _peak_scaled(a)
     s_scaled, ok_s = _peak_scaled(s)
-    work = torch.promote_types(a.dtype, torch.float32)
-    # maps lie in [-1, 1], a data range of 2
-    out = ssim(a_scaled.to(work), s_scaled.to(work), data_range=2.0, size_average=False, win_size=SSIM_WINDOW)
+    # maps lie in [-1, 1], a data range of 2 (callers promote them to float32 or float64 first)
+    out = ssim(a_scaled, s_scaled, data_range=2.0, size_average=False, win_size=SSIM_WINDOW)
     return torch.where(ok_a & ok_s, out, torch.full_like(out, math.nan))
 
 

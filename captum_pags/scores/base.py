@@ -34,8 +34,10 @@ class ScoreModel(ABC):
         s_\sigma(x, y) = \nabla_x \log p_\sigma(x \mid y), \qquad
         p_\sigma = p * \mathcal{N}(0, \sigma^2 I).
 
-    Subclasses implement :meth:`_score` for a validated batch. ``sigma`` is always in the user's
-    data units. Tweedie's formula links the score to the optimal denoiser (:meth:`denoise`):
+    Subclasses implement the hook :meth:`_score` for a validated batch; callers use :meth:`score`
+    (or, inside their own transforms, :meth:`check_call` once and then :meth:`raw_score`).
+    ``sigma`` is always in the user's data units. Tweedie's formula links the score to the
+    optimal denoiser (:meth:`denoise`):
     :math:`D(x, \sigma) = \mathbb{E}[x_0 \mid x] = x + \sigma^2 s_\sigma(x)`.
 
     Integer inputs are promoted to floats (never truncated); ``float16``/``bfloat16`` inputs are
@@ -47,7 +49,9 @@ class ScoreModel(ABC):
     num_classes : int or None
         Number of classes for conditional scores; ``None`` for an unconditional model.
     supports_unconditional : bool
-        Whether ``target=None`` is allowed.
+        Whether ``target=None`` (the unconditional score) is available. With
+        :attr:`supports_conditional` and :attr:`supports_bayes` it says what the model can give;
+        :meth:`check_supports` refuses the rest, naming what to supply.
     input_shape : torch.Size or None
         Per-example input shape, if fixed (checked on every call, before any work).
     data_range : tuple of float or None
@@ -337,7 +341,8 @@ class ScoreModel(ABC):
         Equal to :math:`\nabla_x \log p_\sigma(y \mid x)`, the input gradient of the Bayes-optimal
         classifier of the smoothed data (Srinivas, Bordt & Lakkaraju, NeurIPS 2023). Both terms are
         evaluated at the same noise level, :meth:`resolve_sigma`. Same parameters and return shape
-        as :meth:`score`; ``target`` is required.
+        as :meth:`score`; ``target`` is required. Models with a null label evaluate both terms in
+        one network call, so a chunk of ``batch_size`` examples runs ``2 * batch_size`` at once.
 
         Examples
         --------
@@ -349,8 +354,19 @@ class ScoreModel(ABC):
         self.check_supports("bayes")
         if target is None:
             raise ValueError("Expected `target` (class labels) for the Bayes score difference but got None")
-        conditional = self.score(inputs, sigma, target, batch_size=batch_size)
-        return conditional - self.score(inputs, sigma, None, batch_size=batch_size)
+        sigma_f, labels = self.check_call(inputs, sigma, target)
+        if batch_size is not None:
+            check_int("batch_size", batch_size, minimum=1)
+        x = promote_inputs(inputs)
+        out_dtype = x.dtype
+        if out_dtype in LOW_PRECISION:
+            x = x.float()
+        out = chunked_map(lambda xc, yc: self._bayes(xc, sigma_f, yc), x, labels, chunk_size=batch_size)
+        return cast_result(out, out_dtype)
+
+    def _bayes(self, inputs: Tensor, sigma: float, target: Tensor) -> Tensor:
+        """Hook: the Bayes difference of a validated batch (models that can, do it in one network call)."""
+        return self._score(inputs, sigma, target) - self._score(inputs, sigma, None)
 
     def denoise(
         self, inputs: Tensor, sigma: float, target: TargetLike = None, *, batch_size: int | None = None

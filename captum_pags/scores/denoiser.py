@@ -144,14 +144,31 @@ class DenoiserScore(ScoreModel):
         return cls(load_program(path, device), **kwargs)
 
     def _score(self, inputs: Tensor, sigma: float, target: Tensor | None) -> Tensor:
+        device, _ = model_device_dtype(self.denoiser, inputs)
+        labels = None
+        if self.num_labels is not None:
+            labels = embedding_labels(target, self.null_class, inputs.shape[0], device)
+        return self._evaluate(inputs, sigma, labels)
+
+    def _bayes(self, inputs: Tensor, sigma: float, target: Tensor) -> Tensor:
+        """Conditional and null-label denoising in one call on ``2n`` examples."""
+        n = inputs.shape[0]
+        device, _ = model_device_dtype(self.denoiser, inputs)
+        labels = torch.cat(
+            [embedding_labels(target, self.null_class, n, device), embedding_labels(None, self.null_class, n, device)]
+        )
+        both = self._evaluate(torch.cat([inputs, inputs]), sigma, labels)
+        return both[:n] - both[n:]
+
+    def _evaluate(self, inputs: Tensor, sigma: float, labels: Tensor | None) -> Tensor:
+        """The score for label ids ``labels`` (already mapped around the null label)."""
         device, dtype = model_device_dtype(self.denoiser, inputs)
         x_m = self.units.to_model(inputs.to(device=device, dtype=dtype))
         n = x_m.shape[0]
         sigma_m = sigma * self.units.scale
         sigmas = torch.full((n,), sigma_m, dtype=dtype, device=device)
         kwargs = {}
-        if self.num_labels is not None:
-            labels = embedding_labels(target, self.null_class, n, device)
+        if labels is not None:
             kwargs["class_labels"] = F.one_hot(labels, self.num_labels).to(dtype) if self.one_hot_labels else labels
         with preserved_state(self.denoiser, train=False, requires_grad=False):
             denoised = output_tensor(self.denoiser(x_m, sigmas, **kwargs), "denoiser")

@@ -299,6 +299,24 @@ class DiffusersScore(ScoreModel):
         return (x_t - sqrt_ab * out) / sqrt_1m
 
     def _score(self, inputs: Tensor, sigma: float, target: Tensor | None) -> Tensor:
+        device, _ = model_device_dtype(self.unet, inputs)
+        labels = None
+        if self.num_class_embeds is not None:
+            labels = embedding_labels(target, self.null_class, inputs.shape[0], device)
+        return self._evaluate(inputs, sigma, labels)
+
+    def _bayes(self, inputs: Tensor, sigma: float, target: Tensor) -> Tensor:
+        """Conditional and null-label predictions in one UNet call on ``2n`` examples."""
+        n = inputs.shape[0]
+        device, _ = model_device_dtype(self.unet, inputs)
+        labels = torch.cat(
+            [embedding_labels(target, self.null_class, n, device), embedding_labels(None, self.null_class, n, device)]
+        )
+        both = self._evaluate(torch.cat([inputs, inputs]), sigma, labels)
+        return both[:n] - both[n:]
+
+    def _evaluate(self, inputs: Tensor, sigma: float, labels: Tensor | None) -> Tensor:
+        """The score for model label ids ``labels`` (already mapped around the null label)."""
         level = self.noise_level(sigma)
         device, dtype = model_device_dtype(self.unet, inputs)
         x_t = math.sqrt(level.alpha_cumprod) * self.units.to_model(inputs.to(device=device, dtype=dtype))
@@ -308,9 +326,7 @@ class DiffusersScore(ScoreModel):
         else:
             t_dtype = torch.float64 if dtype == torch.float64 else torch.float32  # a fractional t needs the digits
             timesteps = torch.full((n,), level.timestep, dtype=t_dtype, device=device)
-        kwargs = {}
-        if self.num_class_embeds is not None:
-            kwargs["class_labels"] = embedding_labels(target, self.null_class, n, device)
+        kwargs = {} if labels is None else {"class_labels": labels}
         with preserved_state(self.unet, train=False, requires_grad=False):
             out = output_tensor(self.unet(x_t, timesteps, **kwargs), "unet")
         if out.shape != x_t.shape and self._learned_variance and out.shape[1] == 2 * x_t.shape[1]:

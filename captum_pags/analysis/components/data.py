@@ -114,6 +114,10 @@ class DataSource(ABC):
         """Up to ``max_examples`` training images for tangent estimators, or None without a training split."""
         return None
 
+    def label_range(self) -> tuple[int, int] | None:
+        """Smallest and largest label, when known without reading the images (else None)."""
+        return None if self.num_classes is None else (0, self.num_classes - 1)
+
     def count(self, max_examples: int | None) -> int:
         """Number of examples analysed with ``max_examples``."""
         return len(self) if max_examples is None else min(len(self), max_examples)
@@ -387,6 +391,10 @@ class ArrayFileData(DataSource):
                 "rescale the images or state their range (--data-range LOW,HIGH)"
             )
 
+    def label_range(self) -> tuple[int, int] | None:
+        """Smallest and largest label in the file."""
+        return int(self._y.min()), int(self._y.max())
+
     def to_config(self) -> dict[str, Any]:
         """``{"kind": "file", "path": ..., "data_range": [lo, hi]}``."""
         return {"kind": self.kind, "path": self.path, "data_range": list(self.data_range)}
@@ -448,6 +456,10 @@ class TensorData(DataSource):
         if images.shape[0] == 0:
             raise AnalysisInputError("Expected at least one example but `images` is empty")
         self.images, self.labels, self.data_range = images, labels, _range(data_range)
+
+    def label_range(self) -> tuple[int, int] | None:
+        """Smallest and largest label."""
+        return int(self.labels.min()), int(self.labels.max())
 
     def to_config(self) -> dict[str, Any]:
         """``{"kind": "tensors", "n": N, "shape": [...]}``: in-memory data are described, not stored."""

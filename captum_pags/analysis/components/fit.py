@@ -91,7 +91,7 @@ def check_score_fit(data: Any, score_spec: Any) -> list[str]:
     return notes
 
 
-def check_classifier_fit(model: Any, data: Any, score_classes: int | None) -> int:
+def check_classifier_fit(model: Any, data: Any, score_classes: int | None, device: Any = None) -> int:
     """Probe the classifier with two blank examples of the data's shape; returns its number of classes.
 
     Refuses a model that does not take the data's shape, returns no ``(N, classes)`` logits, or
@@ -109,6 +109,11 @@ def check_classifier_fit(model: Any, data: Any, score_classes: int | None) -> in
         )
 
     param = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
+    if device is not None and param is not None and param.device != torch.device(device):
+        raise AnalysisInputError(
+            f"the model is on {param.device} but the analysis runs on {torch.device(device)}: move the model "
+            f"(model.to({str(device)!r})) or choose device={str(param.device)!r}"
+        )
     kwargs = {} if param is None else {"device": param.device}
     lo, hi = data.data_range
     probe = torch.full((2, *data.shape), (lo + hi) / 2, **kwargs)
@@ -129,9 +134,15 @@ def check_classifier_fit(model: Any, data: Any, score_classes: int | None) -> in
             f"the classifier has {classes} classes but the score model {score_classes}: use a classifier and a "
             "score model of the same classes"
         )
-    if data.num_classes is not None and data.num_classes > classes:
+    labels = data.label_range()
+    if labels is not None and (labels[0] < 0 or labels[1] >= classes):
         raise AnalysisInputError(
-            f"the data have {data.num_classes} classes but the classifier returns {classes}: use a classifier of "
-            "these classes"
+            f"the data's labels go from {labels[0]} to {labels[1]} but the classifier returns {classes} classes: "
+            "use a classifier of these classes or labels in [0, classes)"
+        )
+    if labels is not None and score_classes is not None and labels[1] >= score_classes:
+        raise AnalysisInputError(
+            f"the data's labels go up to {labels[1]} but the score model takes {score_classes} classes: use a "
+            "score model of these classes"
         )
     return classes

@@ -165,11 +165,17 @@ def parse_tangent(text: str) -> Any:
 
 
 def parse_score_model(
-    text: str | None, unconditional: str | None = None, data_range: tuple[float, float] = (0.0, 1.0)
+    text: str | None,
+    unconditional: str | None = None,
+    data_range: tuple[float, float] = (0.0, 1.0),
+    kwargs: str | dict[str, Any] | None = None,
 ) -> Any:
     """A :class:`~captum_pags.analysis.ScoreSpec` from ``--score-model`` / ``--unconditional-score-model``.
 
-    ``shipped`` (the ``digits16`` model), ``none``, a diffusers folder, or a denoiser file.
+    ``shipped`` (the ``digits16`` model), ``none``, a diffusers folder, or a denoiser file;
+    ``kwargs`` (``--score-model-kwargs``, JSON) are loading settings of
+    :func:`~captum_pags.scores.load_score_model`, e.g. ``{"num_classes": 10, "one_hot_labels": true}``
+    for an EDM denoiser.
 
     Examples
     --------
@@ -188,4 +194,15 @@ def parse_score_model(
     if uncond == "shipped":
         raise AnalysisInputError("Expected --unconditional-score-model to be a folder or file, not 'shipped'")
     expand = lambda v: v if v in (None, "shipped") else str(Path(v).expanduser())  # noqa: E731
-    return ScoreSpec(expand(path), expand(uncond), data_range)
+    if isinstance(kwargs, str):
+        import json
+
+        try:
+            kwargs = json.loads(kwargs)
+        except json.JSONDecodeError as err:
+            raise AnalysisInputError(
+                f"Expected --score-model-kwargs to be a JSON object but got {kwargs!r}: {err}"
+            ) from None
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise AnalysisInputError(f"Expected --score-model-kwargs to be a JSON object but got {kwargs!r}")
+    return ScoreSpec(expand(path), expand(uncond), data_range, kwargs)
