@@ -64,8 +64,8 @@ def test_shipped_weights_are_small_safetensors_and_load_offline(monkeypatch):
 @pytest.mark.parametrize("conditional", [True, False])
 def test_tweedie_denoise_cuts_the_error_on_held_out_images(model, held_out, conditional, seed):
     sigma = 0.25
-    clean = held_out.images[seed * 200 : (seed + 1) * 200]
-    labels = held_out.labels[seed * 200 : (seed + 1) * 200] if conditional else None
+    clean = held_out.images[seed * 100 : (seed + 1) * 100]
+    labels = held_out.labels[seed * 100 : (seed + 1) * 100] if conditional else None
     noisy = _noisy(clean, sigma, seed)
     used = model.resolve_sigma(sigma)
     assert abs(used - sigma) / sigma < 0.01
