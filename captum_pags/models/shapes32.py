@@ -324,7 +324,7 @@ def shapes32_tangent_estimators(
     if reference is None:
         reference = load_shapes32("train").images
     score_model = load_shapes32_score_model(device)
-    denoiser = DenoiserTangent(score_model, sigma, dim=dim, oversampling=8, iterations=1)
+    denoiser = DenoiserTangent(score_model, sigma, dim=dim, oversampling=8)
     return {
         "decoder": shapes32_decoder_tangent(device=device),
         "local-pca": LocalPCATangent(reference.to(device), dim=dim, n_neighbors=n_neighbors),
