@@ -182,3 +182,16 @@ def test_noise_is_drawn_from_the_generator_in_the_inputs_dtype_and_added():
     assert torch.equal(a, b) and a.tolist() == [
         int(c.argmax()) if stats.binomtest(int(c.max()), n, 0.5).pvalue <= 0.2 else ABSTAIN for c in counts4
     ]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_results_stay_on_the_inputs_device():
+    from captum_pags.training import PGD
+
+    model = _threshold_model().cuda()
+    x = torch.tensor([[1.0, 0.0, 0.0]], device="cuda")
+    smoothed = SmoothedClassifier(model, sigma=0.5, num_classes=2)
+    cert = smoothed.certify(x, n0=10, n=100, alpha=0.01, generator=torch.Generator("cuda").manual_seed(0))
+    assert all(t.device.type == "cuda" for t in (cert.prediction, cert.radius, cert.p_lower, cert.counts))
+    assert smoothed.predict(x, 100, 0.01, generator=torch.Generator("cuda").manual_seed(0)).device.type == "cuda"
+    assert PGD(model, 0.3, steps=2)(x, target=torch.tensor([0], device="cuda")).device.type == "cuda"

@@ -126,6 +126,26 @@ def _tangent_spec(tangent: Any, data: DataSource) -> Any:
     return parse_tangent(tangent) if isinstance(tangent, str) else tangent
 
 
+def _alignment_metrics(metrics: Sequence[str] | None, data: DataSource) -> tuple[str, ...]:
+    from .measure import _check_metrics
+
+    shape = tuple(data.shape)
+    image = len(shape) == 3
+    if metrics is None:
+        return ("cosine", "ssim") if image and min(shape[1:]) >= 11 else ("cosine",)
+    metrics = _check_metrics(metrics)
+    if "ssim" in metrics and not (image and min(shape[1:]) >= 11):
+        raise AnalysisInputError(
+            f"Expected images of at least 11x11 pixels for the ssim alignment metric (its window) but the data have "
+            f"per-example shape {shape}: choose other --alignment-metrics"
+        )
+    if "lpips" in metrics and not (image and shape[0] in (1, 3)):
+        raise AnalysisInputError(
+            f"Expected grey or RGB images for the lpips alignment metric but the data have per-example shape {shape}"
+        )
+    return metrics
+
+
 def _regime(metrics: Mapping[str, Any], reference: Any) -> tuple[str, str]:
     """The regime through the one placement rule of :func:`~captum_pags.metrics.place_model`, and why."""
     from ..metrics import place_model
@@ -158,7 +178,7 @@ def analyze_model(
     quiet: bool = False,
     reference: Any = None,
     reference_accuracy: float | None = None,
-    alignment_metrics: Sequence[str] = ("cosine", "ssim"),
+    alignment_metrics: Sequence[str] | None = None,
 ) -> AnalysisResult:
     r"""Measure one classifier on data, score model(s) and a tangent space of your choice; write a report.
 
@@ -202,8 +222,9 @@ def analyze_model(
         is ``"undetermined"``.
     reference_accuracy : float, optional
         Or only the accuracy of an unregularised reference model.
-    alignment_metrics : sequence of str
-        See :func:`~captum_pags.analysis.measure_batches`.
+    alignment_metrics : sequence of str, optional
+        See :func:`~captum_pags.analysis.measure_batches`; default ``("cosine", "ssim")`` for images
+        of at least 11x11 pixels (SSIM's window), else ``("cosine",)``.
 
     Returns
     -------
@@ -224,13 +245,11 @@ def analyze_model(
         reference = float(reference_accuracy)
     if isinstance(reference, (str, Path)) and not Path(reference).is_file():
         raise AnalysisInputError(f"reference results {str(reference)!r} do not exist (a sweep's results.json)")
-    from .measure import _check_metrics
-
-    alignment_metrics = _check_metrics(alignment_metrics)
     settings = AnalysisSettings(sigma, tuple(epsilons), n_samples, batch_size, max_examples, seed, device)
     settings.check_device()
     check_output_folder(out)
     source = _data_source(images, labels, data)
+    alignment_metrics = _alignment_metrics(alignment_metrics, source)
     dev = torch.device(settings.device)
     spec, scores = _score_source(score_model, unconditional_score_model, source)
     notes: list[str] = []

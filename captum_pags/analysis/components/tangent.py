@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 
 from ..errors import AnalysisInputError
-from .data import DataSource, EmbeddedData
+from .data import DataSource
+from .embedded import EmbeddedData
 
 __all__ = ["TANGENT_KINDS", "TangentSpec"]
 
