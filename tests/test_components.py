@@ -344,3 +344,10 @@ def test_alignment_metrics_fit_the_images(tmp_path):
     assert "alignment_ssim_bayes" not in res.metrics and res.config["alignment_metrics"] == ["cosine"]
     with pytest.raises(AnalysisInputError, match="11x11"):
         analyze_model(model, x, y, alignment_metrics=("ssim",), out=str(tmp_path / "b"), quiet=True)
+
+
+def test_shapes32_is_embedded_data_with_its_exact_manifold_and_shipped_score_model(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 5))
+    res = analyze_model(model, data="shapes32", max_examples=6, n_samples=2, out=str(tmp_path), quiet=True)
+    assert res.config["tangent"][""]["kind"] == "exact" and res.config["data"]["name"] == "shapes32"
+    assert math.isfinite(res.metrics["alignment_bayes"]) and 0 <= res.metrics["tangent_alignment"] <= 1

@@ -101,7 +101,7 @@ def _score_source(score_model: Any, unconditional: Any, data: DataSource) -> tup
             raise AnalysisInputError("Expected the unconditional model inside the ScoreSpec, not beside it")
         return score_model, None
     if isinstance(score_model, str) and score_model == "auto":
-        score_model = "shipped" if isinstance(data, EmbeddedData) and data.name == "digits16" else None
+        score_model = data.shipped_score() if isinstance(data, EmbeddedData) else None
     if isinstance(score_model, (str, type(None))) and isinstance(unconditional, (str, type(None))):
         if score_model is None and unconditional is None:
             return None, None
@@ -200,7 +200,7 @@ def analyze_model(
     data : str or DataSource, optional
         Or a data source / ``--data`` string (default: ``"digits16"``).
     score_model : str, ScoreSpec, ScoreModel or ScoreModels, optional
-        ``"auto"`` (the shipped model for ``digits16``, none otherwise), ``"shipped"``, a
+        ``"auto"`` (the model shipped for embedded data such as ``digits16``, none otherwise), ``"shipped"``, a
         diffusers folder, a denoiser file, a :class:`~captum_pags.analysis.ScoreSpec` (with
         loading settings), a :class:`~captum_pags.scores.ScoreModel`, or None.
     unconditional_score_model : str or ScoreModel, optional

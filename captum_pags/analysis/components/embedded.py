@@ -31,6 +31,9 @@ class EmbeddedDataset:
         Number of classes.
     shape : tuple of int
         Per-example shape.
+    shipped_score : Callable, optional
+        ``shipped_score()`` returning the ``--score-model`` string of the score model that ships
+        for this dataset (the default score model of ``score_model="auto"``), or None.
 
     Examples
     --------
@@ -44,6 +47,7 @@ class EmbeddedDataset:
     exact_tangent: Callable[[str], Any] | None
     num_classes: int
     shape: tuple[int, ...]
+    shipped_score: Callable[[], str | None] | None = None
 
 
 def _load_digits16(split: str) -> tuple[Tensor, Tensor]:
@@ -61,7 +65,9 @@ def _digits16_tangent(split: str) -> Any:
 
 #: Embedded datasets by name; :func:`register_embedded_dataset` adds one.
 EMBEDDED_DATASETS: dict[str, EmbeddedDataset] = {
-    "digits16": EmbeddedDataset(_load_digits16, ("train", "test"), _digits16_tangent, 10, (1, 16, 16)),
+    "digits16": EmbeddedDataset(
+        _load_digits16, ("train", "test"), _digits16_tangent, 10, (1, 16, 16), shipped_score=lambda: "shipped"
+    ),
 }
 
 
@@ -92,9 +98,15 @@ def _register_known() -> None:
         d = load(split)
         return (d.images, d.labels) if hasattr(d, "images") else (d[0], d[1])
 
+    def _score() -> str | None:
+        from ...models import shapes32 as shapes32_models
+
+        folder = getattr(shapes32_models, "SHAPES32_SCORE_WEIGHTS", None)
+        return str(folder) if folder is not None and folder.is_dir() else None
+
     x, y = _load("test")
     EMBEDDED_DATASETS["shapes32"] = EmbeddedDataset(
-        _load, ("train", "test"), tangent, int(y.max()) + 1, tuple(int(s) for s in x.shape[1:])
+        _load, ("train", "test"), tangent, int(y.max()) + 1, tuple(int(s) for s in x.shape[1:]), _score
     )
 
 
@@ -167,6 +179,10 @@ class EmbeddedData(DataSource):
         if train == self.split:
             return None
         return self.spec.load(train)[0][:max_examples]
+
+    def shipped_score(self) -> str | None:
+        """The ``--score-model`` of the score model shipped for this dataset, or None."""
+        return None if self.spec.shipped_score is None else self.spec.shipped_score()
 
     def exact_tangent(self) -> Any:
         """The known tangent space of this dataset, or None."""
