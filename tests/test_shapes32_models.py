@@ -116,6 +116,6 @@ def test_estimated_tangent_spaces_are_far_closer_to_the_exact_one_than_a_random_
     spaces = {**shapes32_tangent_estimators(), "random": random_plane}
     table = compare_tangents(spaces, shapes32_tangent(held_out), held_out.images[idx])
     # on two test images per class the gallery example measures mean angles of 38 (decoder), 44 (local PCA),
-    # 60 (denoiser) and 88 degrees (random)
+    # 54 (denoiser) and 88 degrees (random)
     assert table["random"]["mean"] > 85
-    assert table["decoder"]["mean"] < 55 and table["local-pca"]["mean"] < 60 and table["denoiser"]["mean"] < 75
+    assert table["decoder"]["mean"] < 55 and table["local-pca"]["mean"] < 60 and table["denoiser"]["mean"] < 70
