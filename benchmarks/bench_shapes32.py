@@ -9,8 +9,11 @@ Three ways to get the 7 Jacobian columns (and the orthonormal basis) at N images
 * ``Shapes32Tangent.basis_at``: ``torch.func.jvp`` of the 7 factor directions under ``vmap``,
   chunked, one batched SVD per chunk.
 
-Then the peak resident memory of ``Shapes32Tangent.basis`` streamed over 200 and 2,000 test images
-in batches of 64 (each in a fresh process), to show that it does not grow with N.
+Then the time per image of the three estimated tangent spaces built from the shipped pieces
+(``shapes32_tangent_estimators``: decoder, local PCA over the training split, denoiser), which a
+shapes32 sweep computes once for its test images, and the peak resident memory of
+``Shapes32Tangent.basis`` streamed over 200 and 2,000 test images in batches of 64 (each in a fresh
+process), to show that it does not grow with N.
 
 Run: ``python benchmarks/bench_shapes32.py`` (``--threads`` sets torch's CPU threads, default 1).
 """
@@ -102,6 +105,15 @@ def main():
     print(f"  naive finite diffs     {1e3 * t_fd:9.2f}   ({t_fd / t_ours:6.1f}x ours)")
     print(f"  Shapes32Tangent        {1e3 * t_ours:9.2f}")
     print(f"  largest principal angle ours vs reverse mode: {angle:.2e} deg")
+
+    from captum_pags.models import shapes32_tangent_estimators
+
+    test = load_shapes32("test")
+    x = test.images[: args.images // 4]
+    print(f"estimated tangent spaces, ms per image over {x.shape[0]} test images:")
+    for name, est in shapes32_tangent_estimators().items():
+        t = best_time(lambda est=est: est.basis(x), repeats=1, warmup=0) / x.shape[0]
+        print(f"  {name:10s} {1e3 * t:9.1f}")
 
     small, large = peak_rss_kib(200), peak_rss_kib(2000)
     growth_small, growth_large = small[1] - small[0], large[1] - large[0]

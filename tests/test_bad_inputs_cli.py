@@ -77,6 +77,7 @@ CASES = {
     "missing decoder": (["--tangent", "decoder:{root}/none"], "does not exist"),
     "missing local-pca file": (["--tangent", "local-pca:3:{root}/none.npz"], "does not exist"),
     "bad tangent": (["--tangent", "spline:3"], "--tangent"),
+    "bad extra tangent": (["--extra-tangent", "pca:3"], "--extra-tangent NAME=SPEC"),
     "bad model kwargs": (
         [
             "--model",

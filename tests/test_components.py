@@ -217,9 +217,12 @@ def test_cli_analyses_a_resnet_with_a_diffusion_pair_and_each_tangent(assets, tm
         str(assets.unconditional),
         "--tangent",
         tangent,
+        "--extra-tangent",
+        "flat=pca:2",
         "--max-examples",
         "3" if tangent.startswith("denoiser") else "4",
     )
+    assert math.isfinite(row["tangent_alignment_flat"])
     for key in ("alignment_bayes", "alignment_conditional", "tangent_alignment", "robustness_on", "robustness_off"):
         assert math.isfinite(row[key]), (tangent, key, row[key])
     assert -1 <= row["alignment_bayes"] <= 1 and 0 <= row["tangent_alignment"] <= 1
@@ -302,3 +305,49 @@ def test_cli_takes_an_edm_denoiser_with_its_settings(assets, tmp_path):
         from captum_pags.analysis import parse_score_model
 
         parse_score_model(str(path), kwargs="{num_classes: 10}")
+
+
+def test_streaming_keeps_no_batch_alive(gaussian_data):
+    """Each batch is dropped once measured: at most the current one is alive while the next is made."""
+    import gc
+    import weakref
+
+    from captum_pags.analysis import ScoreModels, measure_batches
+
+    alive = []
+
+    def batches():
+        for b in range(4):
+            gc.collect()
+            assert sum(r() is not None for r in alive) <= 1, f"batch {b}: earlier batches are still referenced"
+            x, y = gaussian_data.sample(8, seed=b)
+            alive.append(weakref.ref(x))
+            yield x, y
+            del x
+
+    m = measure_batches(
+        gaussian_data.bayes_classifier(),
+        batches(),
+        {"": gaussian_data.tangent_space},
+        scores=ScoreModels(gaussian_data.score_model),
+        sigma=0.3,
+        epsilons=(0.5,),
+        n_samples=2,
+    )
+    assert m["n"] == 32 and math.isfinite(m["alignment_bayes"])
+
+
+def test_alignment_metrics_fit_the_images(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 3))
+    x, y = torch.rand(6, 1, 6, 6), torch.arange(6) % 3
+    res = analyze_model(model, x, y, out=str(tmp_path / "a"), n_samples=2, quiet=True)
+    assert "alignment_ssim_bayes" not in res.metrics and res.config["alignment_metrics"] == ["cosine"]
+    with pytest.raises(AnalysisInputError, match="11x11"):
+        analyze_model(model, x, y, alignment_metrics=("ssim",), out=str(tmp_path / "b"), quiet=True)
+
+
+def test_shapes32_is_embedded_data_with_its_exact_manifold_and_shipped_score_model(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 5))
+    res = analyze_model(model, data="shapes32", max_examples=6, n_samples=2, out=str(tmp_path), quiet=True)
+    assert res.config["tangent"][""]["kind"] == "exact" and res.config["data"]["name"] == "shapes32"
+    assert math.isfinite(res.metrics["alignment_bayes"]) and 0 <= res.metrics["tangent_alignment"] <= 1

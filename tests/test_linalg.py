@@ -226,3 +226,29 @@ def test_flat_basis_accepted_for_image_inputs():
     assert flat_space.basis(x).shape == (5, 3, 32)
     with pytest.raises(ValueError, match=r"`inputs` to have per-example shape \(32,\)"):
         flat_space.basis(torch.zeros(5, 2, 4, 3))
+
+
+def test_pca_streams_over_batches_and_equals_the_tensor_fit():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    gen = torch.Generator().manual_seed(5)
+    basis = torch.linalg.qr(torch.randn(200, 4, generator=gen, dtype=torch.float64)).Q.T
+    data = (torch.randn(300, 4, generator=gen, dtype=torch.float64) * torch.tensor([4.0, 3, 2, 1])) @ basis
+    data = (data + 1e-3 * torch.randn(300, 200, generator=gen, dtype=torch.float64)).reshape(300, 2, 10, 10)
+    ref = LinearSubspace.from_data(data, 4, method="randomized", seed=3)
+    labels = torch.zeros(300, dtype=torch.long)
+    loader = DataLoader(TensorDataset(data, labels), batch_size=64)  # (x, y) batches: x is taken
+    for source in (loader, list(data.split(50))):
+        fitted = LinearSubspace.from_data(source, 4, method="randomized", seed=3)
+        assert fitted.input_shape == (2, 10, 10)
+        torch.testing.assert_close(fitted.rows, ref.rows, rtol=0, atol=1e-10)
+        torch.testing.assert_close(fitted.explained_variance, ref.explained_variance, rtol=1e-10, atol=0)
+        torch.testing.assert_close(fitted.mean, ref.mean, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="Expected `data` to give the same 300 examples on every pass"):
+        LinearSubspace.from_data(iter(data.split(50)), 4, method="randomized")
+    with pytest.raises(ValueError, match="Expected every batch of `data` to have per-example shape"):
+        LinearSubspace.from_data([data[:10], data[:10, :1]], 2)
+    with pytest.raises(ValueError, match="Expected `data` to hold at least one example"):
+        LinearSubspace.from_data([], 2)
+    with pytest.raises(TypeError, match="Expected `data` to be a torch.Tensor or an iterable"):
+        LinearSubspace.from_data(3, 2)

@@ -179,3 +179,64 @@ def test_class_gradients_check_batch_size():
     torch.testing.assert_close(
         class_gradients(model, x, 0, kind="logit", batch_size=1), class_gradients(model, x, 0, kind="logit")
     )
+
+
+def test_class_gradients_chunk_per_example_arguments_and_predictions():
+    """Per-example extra arguments follow their examples through the chunks, also for 'predicted'."""
+    torch.manual_seed(1)
+    lin = nn.Linear(3, 4).double()
+    sizes = []
+
+    def model(v, scale):
+        sizes.append(v.shape[0])
+        return lin(v) * scale[:, None]
+
+    x = torch.randn(5, 3, dtype=torch.float64)
+    scale = torch.tensor([1.0, -2.0, 3.0, -0.5, 4.0], dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    expected = lin.weight.detach()[y] * scale[:, None]
+    for kind_target in ("true", "predicted"):
+        target = y if kind_target == "true" else "predicted"
+        pred = (lin(x) * scale[:, None]).argmax(1)
+        ref = expected if kind_target == "true" else lin.weight.detach()[pred] * scale[:, None]
+        sizes.clear()
+        got = class_gradients(model, x, target, kind="logit", batch_size=2, additional_forward_args=(scale,))
+        torch.testing.assert_close(got, ref, rtol=1e-14, atol=1e-14)
+        assert max(sizes) <= 2
+
+
+def test_target_and_class_score_messages_say_what_came():
+    with pytest.raises(TypeError, match=r"`target` to hold integer class labels but got dtype torch.bool"):
+        read_target(torch.tensor([True, False]), 2)
+    with pytest.raises(ValueError, match=r"`target` to hold integer class labels but got nan"):
+        read_target(torch.tensor([math.nan, math.nan, 1.0]), 3)
+    with pytest.raises(ValueError, match=r"but got the fractional value 1.5"):
+        read_target(torch.tensor([1.5, 2.5, 0.0]), 3)
+    with pytest.raises(ValueError, match=r"one label per example but got an element of shape \(2,\)"):
+        read_target([torch.tensor([0, 1]), torch.tensor(1)], 2)
+    torch.testing.assert_close(read_target([torch.tensor(2), torch.tensor(0.0)], 2), torch.tensor([2, 0]))
+    with pytest.raises(ValueError, match=r"`labels` to hold integer class labels but got nan"):
+        read_target([0, math.nan], 2, name="labels")
+    with pytest.raises(ValueError, match=r"`labels`='predicted'"):
+        read_target("predicted", 2, name="labels", predict=lambda: torch.zeros(3, 2))
+    with pytest.raises(ValueError, match=r"`gradient` to be one of 'log_softmax', 'logit', 'logit_sum' but got 'soft'"):
+        ClassScore(lambda v: v, "soft")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"\(N, C\) class scores for gradient='logit' but got \(2,\)"):
+        ClassScore(lambda v: v.sum(1), "logit")(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"for gradient='log_softmax' but got list"):
+        ClassScore(lambda v: [v], "log_softmax")(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cosine_is_bounded_and_scale_safe_in_every_precision(dtype):
+    from captum_pags.metrics import score_alignment
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(500, 37, generator=gen, dtype=dtype)
+    for method in ("cosine", "pearson"):
+        same, opposite = score_alignment(a, 3 * a, method), score_alignment(a, -3 * a, method)
+        assert bool((same <= 1).all()) and bool((opposite >= -1).all())
+        torch.testing.assert_close(same, torch.ones(500, dtype=dtype), rtol=0, atol=1e-6)
+    s = torch.randn(500, 37, generator=gen, dtype=dtype)
+    tiny, huge = (1e-200, 1e200) if dtype == torch.float64 else (1e-30, 1e30)
+    torch.testing.assert_close(score_alignment(a * tiny, s * huge), score_alignment(a, s), rtol=1e-6, atol=1e-7)

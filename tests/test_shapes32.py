@@ -163,6 +163,9 @@ def test_exact_tangent_looks_up_dataset_images_and_refuses_others(test_split):
     perm = torch.tensor([3, 1, 7, 0])
     assert space.lookup(x[perm].double()).tolist() == perm.tolist()
     assert space.basis(x[:2].double()).dtype == torch.float64
+    # a rounding-level change is still the same point (nearest-image fallback), a visible one is not
+    assert space.lookup(x[perm] + 5e-7).tolist() == perm.tolist()
+    assert space.lookup(x[perm] + 1e-5).tolist() == [-1] * 4
     # projections: the tangent part of a Jacobian column is itself
     jac = shapes32_jacobian(test_split.factors[:8], test_split.labels[:8]).float()
     torch.testing.assert_close(space.project(x, jac[:, 2]), jac[:, 2], atol=1e-4, rtol=1e-4)

@@ -64,8 +64,8 @@ def test_shipped_weights_are_small_safetensors_and_load_offline(monkeypatch):
 @pytest.mark.parametrize("conditional", [True, False])
 def test_tweedie_denoise_cuts_the_error_on_held_out_images(model, held_out, conditional, seed):
     sigma = 0.25
-    clean = held_out.images[seed * 200 : (seed + 1) * 200]
-    labels = held_out.labels[seed * 200 : (seed + 1) * 200] if conditional else None
+    clean = held_out.images[seed * 100 : (seed + 1) * 100]
+    labels = held_out.labels[seed * 100 : (seed + 1) * 100] if conditional else None
     noisy = _noisy(clean, sigma, seed)
     used = model.resolve_sigma(sigma)
     assert abs(used - sigma) / sigma < 0.01
@@ -116,6 +116,6 @@ def test_estimated_tangent_spaces_are_far_closer_to_the_exact_one_than_a_random_
     spaces = {**shapes32_tangent_estimators(), "random": random_plane}
     table = compare_tangents(spaces, shapes32_tangent(held_out), held_out.images[idx])
     # on two test images per class the gallery example measures mean angles of 38 (decoder), 44 (local PCA),
-    # 60 (denoiser) and 88 degrees (random)
+    # 54 (denoiser) and 88 degrees (random)
     assert table["random"]["mean"] > 85
-    assert table["decoder"]["mean"] < 55 and table["local-pca"]["mean"] < 60 and table["denoiser"]["mean"] < 75
+    assert table["decoder"]["mean"] < 55 and table["local-pca"]["mean"] < 60 and table["denoiser"]["mean"] < 70

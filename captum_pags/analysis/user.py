@@ -101,7 +101,7 @@ def _score_source(score_model: Any, unconditional: Any, data: DataSource) -> tup
             raise AnalysisInputError("Expected the unconditional model inside the ScoreSpec, not beside it")
         return score_model, None
     if isinstance(score_model, str) and score_model == "auto":
-        score_model = "shipped" if isinstance(data, EmbeddedData) and data.name == "digits16" else None
+        score_model = data.shipped_score() if isinstance(data, EmbeddedData) else None
     if isinstance(score_model, (str, type(None))) and isinstance(unconditional, (str, type(None))):
         if score_model is None and unconditional is None:
             return None, None
@@ -124,6 +124,26 @@ def _tangent_spec(tangent: Any, data: DataSource) -> Any:
             d *= int(s)
         return TangentSpec("pca", dim=max(1, min(64, d - 1)))
     return parse_tangent(tangent) if isinstance(tangent, str) else tangent
+
+
+def _alignment_metrics(metrics: Sequence[str] | None, data: DataSource) -> tuple[str, ...]:
+    from .measure import _check_metrics
+
+    shape = tuple(data.shape)
+    image = len(shape) == 3
+    if metrics is None:
+        return ("cosine", "ssim") if image and min(shape[1:]) >= 11 else ("cosine",)
+    metrics = _check_metrics(metrics)
+    if "ssim" in metrics and not (image and min(shape[1:]) >= 11):
+        raise AnalysisInputError(
+            f"Expected images of at least 11x11 pixels for the ssim alignment metric (its window) but the data have "
+            f"per-example shape {shape}: choose other --alignment-metrics"
+        )
+    if "lpips" in metrics and not (image and shape[0] in (1, 3)):
+        raise AnalysisInputError(
+            f"Expected grey or RGB images for the lpips alignment metric but the data have per-example shape {shape}"
+        )
+    return metrics
 
 
 def _regime(metrics: Mapping[str, Any], reference: Any) -> tuple[str, str]:
@@ -158,7 +178,7 @@ def analyze_model(
     quiet: bool = False,
     reference: Any = None,
     reference_accuracy: float | None = None,
-    alignment_metrics: Sequence[str] = ("cosine", "ssim"),
+    alignment_metrics: Sequence[str] | None = None,
 ) -> AnalysisResult:
     r"""Measure one classifier on data, score model(s) and a tangent space of your choice; write a report.
 
@@ -180,7 +200,7 @@ def analyze_model(
     data : str or DataSource, optional
         Or a data source / ``--data`` string (default: ``"digits16"``).
     score_model : str, ScoreSpec, ScoreModel or ScoreModels, optional
-        ``"auto"`` (the shipped model for ``digits16``, none otherwise), ``"shipped"``, a
+        ``"auto"`` (the model shipped for embedded data such as ``digits16``, none otherwise), ``"shipped"``, a
         diffusers folder, a denoiser file, a :class:`~captum_pags.analysis.ScoreSpec` (with
         loading settings), a :class:`~captum_pags.scores.ScoreModel`, or None.
     unconditional_score_model : str or ScoreModel, optional
@@ -202,8 +222,9 @@ def analyze_model(
         is ``"undetermined"``.
     reference_accuracy : float, optional
         Or only the accuracy of an unregularised reference model.
-    alignment_metrics : sequence of str
-        See :func:`~captum_pags.analysis.measure_batches`.
+    alignment_metrics : sequence of str, optional
+        See :func:`~captum_pags.analysis.measure_batches`; default ``("cosine", "ssim")`` for images
+        of at least 11x11 pixels (SSIM's window), else ``("cosine",)``.
 
     Returns
     -------
@@ -224,13 +245,11 @@ def analyze_model(
         reference = float(reference_accuracy)
     if isinstance(reference, (str, Path)) and not Path(reference).is_file():
         raise AnalysisInputError(f"reference results {str(reference)!r} do not exist (a sweep's results.json)")
-    from .measure import _check_metrics
-
-    alignment_metrics = _check_metrics(alignment_metrics)
     settings = AnalysisSettings(sigma, tuple(epsilons), n_samples, batch_size, max_examples, seed, device)
     settings.check_device()
     check_output_folder(out)
     source = _data_source(images, labels, data)
+    alignment_metrics = _alignment_metrics(alignment_metrics, source)
     dev = torch.device(settings.device)
     spec, scores = _score_source(score_model, unconditional_score_model, source)
     notes: list[str] = []

@@ -108,6 +108,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "with encode/decode; 'shipped' for digits16) or denoiser:K (default: exact for digits16, else pca:64)",
     )
     analyze.add_argument(
+        "--extra-tangent",
+        action="append",
+        default=None,
+        metavar="NAME=SPEC",
+        help="a further tangent space measured beside --tangent, its columns suffixed _NAME; repeatable, e.g. "
+        "--extra-tangent local=local-pca:16 (default: none)",
+    )
+    analyze.add_argument(
         "--epsilons", type=floats, default=None, help="perturbation sizes, comma-separated (default: 0.25,0.5,1,2)"
     )
     analyze.add_argument(
@@ -121,9 +129,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     analyze.add_argument(
         "--alignment-metrics",
-        default="cosine,ssim",
+        default=None,
         help="alignment metrics, comma-separated among cosine, pearson, ssim, lpips (the paper's; needs the "
-        "AlexNet weights in the torch hub cache); the first also fills alignment_bayes (default: cosine,ssim)",
+        "AlexNet weights in the torch hub cache); the first also fills alignment_bayes (default: cosine,ssim; "
+        "cosine for images below 11x11)",
     )
     analyze.add_argument(
         "--reference",
@@ -170,9 +179,11 @@ def _components(args: argparse.Namespace) -> dict:
         raise AnalysisInputError("Expected either --reference or --reference-accuracy, not both")
     if args.reference is not None and not Path(args.reference).is_file():
         raise AnalysisInputError(f"--reference {args.reference!r} does not exist (a sweep's results.json)")
-    metrics = tuple(m.strip() for m in args.alignment_metrics.split(",") if m.strip())
+    metrics = None
     known = ("cosine", "pearson", "ssim", "lpips")
-    if not metrics or any(m not in known for m in metrics):
+    if args.alignment_metrics is not None:
+        metrics = tuple(m.strip() for m in args.alignment_metrics.split(",") if m.strip())
+    if metrics is not None and (not metrics or any(m not in known for m in metrics)):
         raise AnalysisInputError(
             f"Expected --alignment-metrics among {', '.join(known)} but got {args.alignment_metrics!r}"
         )
@@ -180,6 +191,12 @@ def _components(args: argparse.Namespace) -> dict:
     classifier = ClassifierSpec(args.model, args.model_class, args.model_kwargs, mean, std)
     classifier.check()
     tangent = None if args.tangent == "auto" else parse_tangent(args.tangent)
+    extra = {}
+    for item in args.extra_tangent or ():
+        name, sep, text = item.partition("=")
+        if not sep or not name.isidentifier() or name in extra:
+            raise AnalysisInputError(f"Expected --extra-tangent NAME=SPEC with a new identifier NAME but got {item!r}")
+        extra[name] = parse_tangent(text)
     data = parse_data(args.data, data_range)
     score: object = "auto"
     if args.score_model != "auto" or args.unconditional_score_model is not None or args.score_model_kwargs:
@@ -198,6 +215,7 @@ def _components(args: argparse.Namespace) -> dict:
         "tangent": tangent,
         "epsilons": epsilons,
         "metrics": metrics,
+        "extra": extra,
     }
 
 
@@ -228,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
             data=parts["data"],
             score_model=score,
             tangent=parts["tangent"],
+            extra_tangents=parts["extra"],
             out=args.out,
             sigma=settings.sigma,
             epsilons=parts["epsilons"],

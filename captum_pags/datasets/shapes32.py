@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from .._kernel._validation import check_choice
-from .shapes32_render import SHAPES32_CLASSES, SHAPES32_FACTOR_RANGES, render_shapes32
+from .shapes32_render import _RANGES, SHAPES32_CLASSES, render_shapes32
 
 __all__ = ["SHAPES32_SIZES", "Shapes32", "load_shapes32"]
 
@@ -59,7 +59,7 @@ def _split(split: str) -> tuple[Tensor, Tensor, Tensor]:
     gen = torch.Generator().manual_seed(_SEEDS[split])
     labels = torch.arange(n) % len(SHAPES32_CLASSES)
     labels = labels[torch.randperm(n, generator=gen)]
-    low, high = SHAPES32_FACTOR_RANGES.unbind(1)
+    low, high = torch.tensor(_RANGES, dtype=torch.float64).unbind(1)
     factors = low + (high - low) * torch.rand(n, len(low), generator=gen, dtype=torch.float64)
     # rendered in float64 and rounded once, so the images do not depend on the batch size
     images = torch.cat([render_shapes32(f, y) for f, y in zip(factors.split(500), labels.split(500))])

@@ -23,19 +23,18 @@ SHAPES32_SHAPE = (3, 32, 32)
 SHAPES32_CLASSES = ("ellipse", "square", "triangle", "plus", "ring")
 #: Name of each factor (column of ``factors``), in pixels, radians or [0, 1] units.
 SHAPES32_FACTORS = ("x", "y", "size", "rotation", "hue", "intensity", "background")
-#: ``(F, 2)`` sampling range ``[low, high]`` of each factor; shapes stay inside the image.
-SHAPES32_FACTOR_RANGES = torch.tensor(
-    [
-        [12.0, 20.0],  # x: centre column, pixels
-        [12.0, 20.0],  # y: centre row, pixels
-        [5.5, 8.5],  # size: pixels (a square's corner reaches 1.13 * size from its centre)
-        [-math.pi, math.pi],  # rotation: radians
-        [0.0, 1.0],  # hue: turns of the colour wheel
-        [0.6, 1.0],  # intensity of the shape's colour
-        [0.0, 0.35],  # background grey level
-    ],
-    dtype=torch.float64,
+_RANGES = (
+    (12.0, 20.0),  # x: centre column, pixels
+    (12.0, 20.0),  # y: centre row, pixels
+    (5.5, 8.5),  # size: pixels (a square's corner reaches 1.13 * size from its centre)
+    (-math.pi, math.pi),  # rotation: radians
+    (0.0, 1.0),  # hue: turns of the colour wheel
+    (0.6, 1.0),  # intensity of the shape's colour
+    (0.0, 0.35),  # background grey level
 )
+#: ``(F, 2)`` sampling range ``[low, high]`` of each factor; shapes stay inside the image (a copy:
+#: changing it does not change the splits).
+SHAPES32_FACTOR_RANGES = torch.tensor(_RANGES, dtype=torch.float64)
 
 _SIZE = 32
 _EDGE = 0.5  # softness of the edges (pixels): alpha = sigmoid(-sd / _EDGE)

@@ -161,15 +161,17 @@ class Shapes32Tangent(TangentSpace):
                     break
         missing = torch.nonzero(found < 0).flatten()
         if missing.numel():
-            queries = flat[missing]
-            best_dist = torch.full((len(missing),), float("inf"))
-            best = torch.full((len(missing),), -1, dtype=torch.long)
+            # the L2-nearest known image (one (q, chunk) distance matrix at a time), then its max-abs check:
+            # an image within atol in max-abs is within atol * sqrt(D) in L2, far nearer than any other
+            queries = flat[missing].double()
+            best_dist = torch.full((len(missing),), float("inf"), dtype=torch.float64)
+            best = torch.zeros(len(missing), dtype=torch.long)
             for s in chunks(self._images.shape[0], 1024):
-                dist = (queries[:, None, :] - self._images[None, s, :]).abs().amax(-1)
-                d, j = dist.min(1)
+                d, j = torch.cdist(queries, self._images[s].double()).min(1)
                 better = d < best_dist
                 best_dist, best = torch.where(better, d, best_dist), torch.where(better, j + s.start, best)
-            found[missing] = torch.where(best_dist <= self.atol, best, -1)
+            close = (flat[missing] - self._images[best]).abs().amax(-1) <= self.atol
+            found[missing] = torch.where(close, best, -1)
         return found
 
     def basis_at(self, factors: Tensor, labels: Tensor, dtype: torch.dtype | None = None) -> Tensor:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -73,7 +74,7 @@ class LinearSubspace(TangentSpace):
     @classmethod
     def from_data(
         cls,
-        data: Tensor,
+        data: Tensor | Iterable[Any],
         dim: int,
         center: bool = True,
         *,
@@ -104,8 +105,11 @@ class LinearSubspace(TangentSpace):
 
         Parameters
         ----------
-        data : Tensor
-            ``(N, *shape)`` samples (integer data is promoted, never truncated).
+        data : Tensor or iterable of Tensor
+            ``(N, *shape)`` samples (integer data is promoted, never truncated), or a re-iterable
+            of batches (a list, a :class:`~torch.utils.data.DataLoader`; a batch that is a tuple
+            or list gives its first element, e.g. the images of ``(x, y)``): streamed, a few
+            passes, never all in memory at once.
         dim : int
             Number of principal directions ``k`` (``1 <= k <= min(N, D)``).
         center : bool
@@ -119,7 +123,8 @@ class LinearSubspace(TangentSpace):
         seed : int
             Seed of the randomized method's local generator.
         chunk_size : int, optional
-            Rows of ``data`` per block (``None``: all at once).
+            Rows of a tensor ``data`` per block (``None``: all at once); batches of an iterable
+            are used as they come.
 
         Returns
         -------
@@ -133,14 +138,8 @@ class LinearSubspace(TangentSpace):
         >>> LinearSubspace.from_data(x, 1).project(x, torch.tensor([[1.0, 0.0]] * 3))[0]
         tensor([0.5000, 0.5000])
         """
-        check_tensor("data", data)
-        if data.is_complex():
-            raise TypeError(f"Expected `data` to be a real tensor but got {data.dtype}")
-        n = check_batch("data", [data])
-        if data.dim() < 2:
-            raise ValueError(f"Expected `data` to have shape (N, *shape) but got {tuple(data.shape)}")
-        flat = data.reshape(n, -1)
-        d = flat.shape[1]
+        rows = _Rows(data, chunk_size)
+        n, d, shape, dtype, device = rows.n, rows.d, rows.shape, rows.dtype, rows.device
         check_int("dim", dim, minimum=1)
         if dim > min(n, d):
             raise ValueError(f"Expected `dim` to be <= min(N, D) = {min(n, d)} but got {dim}")
@@ -148,17 +147,15 @@ class LinearSubspace(TangentSpace):
         check_int("oversampling", oversampling, minimum=0)
         check_int("iterations", iterations, minimum=0)
         check_int("seed", seed)
-        if chunk_size is not None:
-            check_int("chunk_size", chunk_size, minimum=1)
-        out = result_dtype(data.dtype)
-        mean = _column_mean(flat, chunk_size) if center else torch.zeros(d, dtype=torch.float64, device=data.device)
+        out = result_dtype(dtype)
+        mean = rows.column_mean() if center else torch.zeros(d, dtype=torch.float64, device=device)
         m = min(dim + oversampling, n, d)
         if method == "randomized" or (method == "auto" and 4 * m < min(n, d)):
-            s, vh = _randomized_svd(flat, mean, m, iterations, seed, chunk_size)
+            s, vh = _randomized_svd(rows, mean, m, iterations, seed)
         else:
-            _, s, vh = torch.linalg.svd(flat.double() - mean, full_matrices=False)
+            _, s, vh = torch.linalg.svd(torch.cat(list(rows.blocks())) - mean, full_matrices=False)
         s, vh = s[:dim], vh[:dim]
-        keep = s > default_rtol(data.dtype, n, d) * s[:1].clamp_min(torch.finfo(s.dtype).tiny)
+        keep = s > default_rtol(dtype, n, d) * s[:1].clamp_min(torch.finfo(s.dtype).tiny)
         rank = int(keep.sum())
         if rank == 0:
             raise ValueError("Expected `data` to vary (at least two distinct points) but every point is the same")
@@ -169,9 +166,9 @@ class LinearSubspace(TangentSpace):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        space = cls(vh[:rank], input_shape=tuple(data.shape[1:]))
+        space = cls(vh[:rank], input_shape=shape)
         space._rows = vh[:rank].double().contiguous()  # the principal directions themselves, in order
-        space.mean = mean.reshape(data.shape[1:]).to(out)
+        space.mean = mean.reshape(shape).to(out)
         space.explained_variance = (s[:rank] ** 2 / max(n - 1, 1)).to(out)
         return space
 
@@ -201,30 +198,96 @@ class LinearSubspace(TangentSpace):
         return self._cache[key]
 
 
-def _column_mean(flat: Tensor, chunk_size: int | None) -> Tensor:
-    total = torch.zeros(flat.shape[1], dtype=torch.float64, device=flat.device)
-    for s in chunks(flat.shape[0], chunk_size):
-        total += flat[s].double().sum(0)
-    return total / flat.shape[0]
+class _Rows:
+    """Float64 row blocks ``(b, D)`` of the data: a tensor in chunks, or a re-iterable of batches, validated."""
+
+    def __init__(self, data: Any, chunk_size: int | None) -> None:
+        if chunk_size is not None:
+            check_int("chunk_size", chunk_size, minimum=1)
+        self.chunk_size = chunk_size
+        if isinstance(data, Tensor):
+            self._check(data)
+            self.n = check_batch("data", [data])
+            self.data: Any = data
+            first = data
+        else:
+            if not isinstance(data, Iterable) or isinstance(data, (str, bytes)):
+                raise TypeError(
+                    "Expected `data` to be a torch.Tensor or an iterable of tensor batches but got "
+                    f"{type(data).__name__}"
+                )
+            self.data = data
+            self.n, first = 0, None
+            for batch in self._batches():
+                first = batch if first is None else first
+                self.n += batch.shape[0]
+            if first is None or self.n == 0:
+                raise ValueError("Expected `data` to hold at least one example but got an empty batch")
+        self.shape = tuple(first.shape[1:])
+        self.d = int(torch.Size(self.shape).numel())
+        self.dtype, self.device = first.dtype, first.device
+
+    @staticmethod
+    def _check(t: Tensor) -> None:
+        if t.is_complex():
+            raise TypeError(f"Expected `data` to be a real tensor but got {t.dtype}")
+        if t.dim() < 2:
+            raise ValueError(f"Expected `data` to have shape (N, *shape) but got {tuple(t.shape)}")
+
+    def _batches(self) -> Iterator[Tensor]:
+        shape = None
+        for batch in self.data:
+            if isinstance(batch, (tuple, list)) and batch:
+                batch = batch[0]
+            check_tensor("data", batch)
+            self._check(batch)
+            check_batch("data", [batch])
+            if shape is not None and tuple(batch.shape[1:]) != shape:
+                raise ValueError(
+                    f"Expected every batch of `data` to have per-example shape {shape} but got {tuple(batch.shape[1:])}"
+                )
+            shape = tuple(batch.shape[1:])
+            yield batch
+
+    def blocks(self) -> Iterator[Tensor]:
+        if isinstance(self.data, Tensor):
+            flat = self.data.reshape(self.n, -1)
+            for s in chunks(self.n, self.chunk_size):
+                yield flat[s].double()
+            return
+        seen = 0
+        for batch in self._batches():
+            seen += batch.shape[0]
+            yield batch.reshape(batch.shape[0], -1).double()
+        if seen != self.n:
+            raise ValueError(
+                f"Expected `data` to give the same {self.n} examples on every pass (a tensor, a list of batches or a "
+                f"DataLoader) but a later pass gave {seen}; a one-shot iterator cannot be streamed twice"
+            )
+
+    def column_mean(self) -> Tensor:
+        total = torch.zeros(self.d, dtype=torch.float64, device=self.device)
+        for block in self.blocks():
+            total += block.sum(0)
+        return total / self.n
 
 
-def _randomized_svd(
-    flat: Tensor, mean: Tensor, m: int, iterations: int, seed: int, chunk_size: int | None
-) -> tuple[Tensor, Tensor]:
-    """Top-``m`` singular values and right singular vectors of ``flat - mean`` (randomized, streamed)."""
-    n, d = flat.shape
+def _randomized_svd(rows: _Rows, mean: Tensor, m: int, iterations: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Top-``m`` singular values and right singular vectors of ``X - mean`` (randomized, streamed)."""
 
     def right(q: Tensor) -> Tensor:  # (X - mean)^T q: (D, m) from (N, m)
-        acc = torch.zeros(d, q.shape[1], dtype=torch.float64, device=flat.device)
-        for s in chunks(n, chunk_size):
-            acc += (flat[s].double() - mean).T @ q[s]
+        acc = torch.zeros(rows.d, q.shape[1], dtype=torch.float64, device=mean.device)
+        start = 0
+        for block in rows.blocks():
+            acc += (block - mean).T @ q[start : start + block.shape[0]]
+            start += block.shape[0]
         return acc
 
     def left(w: Tensor) -> Tensor:  # (X - mean) w: (N, m) from (D, m)
-        return torch.cat([(flat[s].double() - mean) @ w for s in chunks(n, chunk_size)])
+        return torch.cat([(block - mean) @ w for block in rows.blocks()])
 
     gen = torch.Generator().manual_seed(seed)
-    omega = torch.randn(d, m, generator=gen, dtype=torch.float64).to(flat.device)
+    omega = torch.randn(rows.d, m, generator=gen, dtype=torch.float64).to(mean.device)
     q = torch.linalg.qr(left(omega)).Q
     for _ in range(iterations):
         q = torch.linalg.qr(left(torch.linalg.qr(right(q)).Q)).Q

@@ -287,9 +287,9 @@ def shapes32_tangent_estimators(
       the ``n_neighbors`` nearest training images;
     - ``"denoiser"``: :class:`~captum_pags.manifold.DenoiserTangent` of ``dim`` directions of the
       shipped score model's unconditional denoiser at noise ``sigma``, evaluated at a fixed
-      seeded noisy copy :math:`x + \sigma\varepsilon` of each image (at a clean image a
-      denoiser's Jacobian is off its training distribution: on ``shapes32`` it is then no closer
-      to the exact tangent space than a random plane).
+      seeded noisy copy :math:`x + \sigma\varepsilon` of each image (a clean image is off a
+      denoiser's training distribution: on ten ``shapes32`` test images its mean principal angle
+      to the exact space is 72 degrees at the clean images against 54 at the noisy copies).
 
     Compare them with the exact space by
     :func:`~captum_pags.datasets.compare_tangents` and
@@ -324,7 +324,7 @@ def shapes32_tangent_estimators(
     if reference is None:
         reference = load_shapes32("train").images
     score_model = load_shapes32_score_model(device)
-    denoiser = DenoiserTangent(score_model, sigma, dim=dim, oversampling=8, iterations=1)
+    denoiser = DenoiserTangent(score_model, sigma, dim=dim, oversampling=8)
     return {
         "decoder": shapes32_decoder_tangent(device=device),
         "local-pca": LocalPCATangent(reference.to(device), dim=dim, n_neighbors=n_neighbors),

@@ -66,11 +66,20 @@ def check_has_data(name: str, inputs: Tensor) -> None:
 
 
 def cast_result(out: Tensor, dtype: torch.dtype) -> Tensor:
-    """``out`` in ``dtype``; a score that overflows a low-precision dtype is refused, never returned as inf."""
+    """``out`` in ``dtype``; a score that overflows a low-precision dtype is refused, never returned as inf.
+
+    A model that returns NaN or inf for the (finite, validated) inputs is refused too: its
+    scores would otherwise decide results silently.
+    """
+    if not bool(torch.isfinite(out.detach().sum())) and not bool(torch.isfinite(out.detach()).all()):
+        raise ValueError(
+            "Expected the score model to return finite scores for finite `inputs` but it returned NaN or inf; "
+            "check the network's weights and `sigma`"
+        )
     if out.dtype == dtype:
         return out
     cast = out.to(dtype)
-    if dtype in LOW_PRECISION and not bool(torch.isfinite(cast).all()) and bool(torch.isfinite(out).all()):
+    if dtype in LOW_PRECISION and not bool(torch.isfinite(cast).all()):
         raise ValueError(
             f"Expected scores representable in the inputs' dtype {dtype} but they overflow it (largest magnitude "
             f"{float(out.abs().max()):.3g}); pass float32 `inputs`"

@@ -34,9 +34,10 @@ from captum_pags import (  # noqa: E402
     load_digits16_score_model,
     score_alignment,
 )
+from captum_pags.analysis import SweepConfig  # noqa: E402
 
 OUT = ROOT / "docs" / "_static" / "landing.png"
-SIGMA = 0.5  # noise level of the Bayes score (pixel values in [0, 1])
+SIGMA = SweepConfig.sigma  # the report's noise level of the Bayes score (pixel values in [0, 1])
 NOISE = 0.5  # std of the Gaussian input noise of the robust model
 
 

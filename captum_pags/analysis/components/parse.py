@@ -95,15 +95,9 @@ def parse_data(text: str, data_range: tuple[float, float] = (0.0, 1.0)) -> Any:
     >>> parse_data("digits16").to_config()
     {'kind': 'embedded', 'name': 'digits16', 'split': 'test'}
     """
-    from .data import (
-        EMBEDDED_DATASETS,
-        TORCHVISION_DATASETS,
-        ArrayFileData,
-        EmbeddedData,
-        ImageFolderData,
-        TorchvisionData,
-        _register_known,
-    )
+    from .data import ArrayFileData
+    from .embedded import EMBEDDED_DATASETS, EmbeddedData, _register_known
+    from .images import TORCHVISION_DATASETS, ImageFolderData, TorchvisionData
 
     if not isinstance(text, str) or not text:
         raise AnalysisInputError(f"Expected --data to be a dataset name, file or folder but got {text!r}")

@@ -11,17 +11,18 @@ import torch
 from torch import Tensor
 
 from ..errors import AnalysisInputError
-from .data import DataSource, EmbeddedData
+from .data import DataSource
+from .embedded import EmbeddedData
 
 __all__ = ["TANGENT_KINDS", "TangentSpec"]
 
 #: The tangent-space kinds ``--tangent`` takes, with what each needs.
 TANGENT_KINDS: dict[str, str] = {
-    "exact": "the known manifold of embedded data (digits16)",
+    "exact": "the known manifold of embedded data (digits16, shapes32)",
     "pca": "pca:K, the K leading principal directions of the reference set",
     "local-pca": "local-pca:K[:FILE], PCA of each point's nearest reference points",
     "decoder": "decoder:PATH, the decoder Jacobian of an autoencoder (a diffusers AutoencoderKL folder, a "
-    "TorchScript file with encode/decode, or 'shipped' for digits16)",
+    "TorchScript file with encode/decode, or 'shipped' for digits16 and shapes32)",
     "denoiser": "denoiser:K, the K leading directions of the unconditional score's Jacobian at the noise level",
 }
 
@@ -94,8 +95,10 @@ class TangentSpec:
             raise AnalysisInputError(f"reference file {self.path!r} of --tangent {self.to_string()} does not exist")
         if self.kind == "decoder" and self.path != "shipped" and not Path(str(self.path)).exists():
             raise AnalysisInputError(f"autoencoder {self.path!r} of --tangent {self.to_string()} does not exist")
-        if self.kind == "decoder" and self.path == "shipped" and tuple(data.shape) != (1, 16, 16):
-            raise AnalysisInputError("--tangent decoder:shipped is the digits16 autoencoder; it takes 1x16x16 images")
+        if self.kind == "decoder" and self.path == "shipped" and tuple(data.shape) not in ((1, 16, 16), (3, 32, 32)):
+            raise AnalysisInputError(
+                "--tangent decoder:shipped is the digits16 or shapes32 autoencoder; it takes 1x16x16 or 3x32x32 images"
+            )
         if self.kind == "denoiser" and scores is not None and not scores.has_unconditional:
             raise AnalysisInputError(
                 "--tangent denoiser:K needs an unconditional score (a model with a null label, or "
@@ -175,9 +178,10 @@ def _decoder_tangent(path: str, data: DataSource, device: torch.device, batch_si
     from ...manifold import DecoderTangent
 
     if path == "shipped":
-        from ...models import digits16_decoder_tangent
+        from ...models import digits16_decoder_tangent, shapes32_decoder_tangent
 
-        return digits16_decoder_tangent(device=device)
+        shipped = shapes32_decoder_tangent if tuple(data.shape) == (3, 32, 32) else digits16_decoder_tangent
+        return shipped(device=device)
     p = Path(path)
     shape = tuple(data.shape)
     if p.is_dir():
