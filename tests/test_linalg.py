@@ -328,3 +328,14 @@ def test_principal_angles_compute_in_the_wider_dtype(order):
             got, ref = principal_angles(b, a32), principal_angles(b, a32.double())
         assert got.dtype == torch.float64
         torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-14)
+
+
+def test_a_dropped_row_of_the_smaller_set_is_orthogonal_even_when_the_rest_coincide():
+    a = torch.eye(4)[:2]
+    dropped = torch.stack([torch.eye(4)[0], torch.zeros(4)])  # as basis_b: e0 coincides, the zero row is dropped
+    torch.testing.assert_close(principal_angles(a, dropped), torch.tensor([0.0, math.pi / 2]), rtol=0, atol=1e-7)
+    three = torch.eye(5)[:3]
+    two_dropped = torch.stack([torch.eye(5)[1], torch.zeros(5), torch.zeros(5)])
+    torch.testing.assert_close(
+        principal_angles(three, two_dropped), torch.tensor([0.0, math.pi / 2, math.pi / 2]), rtol=0, atol=1e-7
+    )
