@@ -339,3 +339,9 @@ def test_a_dropped_row_of_the_smaller_set_is_orthogonal_even_when_the_rest_coinc
     torch.testing.assert_close(
         principal_angles(three, two_dropped), torch.tensor([0.0, math.pi / 2, math.pi / 2]), rtol=0, atol=1e-7
     )
+
+
+def test_feature_mismatch_message_gives_the_feature_sizes_of_batched_bases():
+    a = torch.eye(4)[:2].expand(3, 2, 4)
+    with pytest.raises(ValueError, match=r"same number of features D but got 4 and 5"):
+        principal_angles(a, torch.eye(5)[:1].expand(3, 1, 5))
