@@ -252,3 +252,96 @@ def test_pca_streams_over_batches_and_equals_the_tensor_fit():
         LinearSubspace.from_data([], 2)
     with pytest.raises(TypeError, match="Expected `data` to be a torch.Tensor or an iterable"):
         LinearSubspace.from_data(3, 2)
+
+
+# ---------------------------------------------------------------- closing mutation-test survivors
+
+
+@pytest.mark.parametrize("gain", [1e-3, 1e-4])
+def test_gram_route_rows_are_orthonormal_to_float64_rounding(gain):
+    # u_i^T V / s_i alone loses orthogonality like eps * cond^2; the Cholesky-QR step must repair it
+    for seed in SEEDS:
+        rows, w = with_gain(seed, 6, 300, gain, torch.float64)
+        _, basis = principal_rows(rows, method="gram")
+        assert basis.dtype == torch.float64
+        err = float((basis @ basis.T - torch.eye(6, dtype=torch.float64)).abs().max())
+        assert err < 1e-12, (seed, err)
+        torch.testing.assert_close(basis.T @ basis, w.T @ w, rtol=0, atol=1e-10)
+
+
+def test_projection_computes_in_the_wider_dtype_of_basis_and_vectors():
+    for seed in SEEDS:
+        gen = torch.Generator().manual_seed(seed)
+        b64 = orthonormal_rows(torch.randn(3, 30, generator=gen, dtype=torch.float64))
+        v32 = torch.randn(2, 4, 30, generator=gen).float()
+        # a float64 basis with float32 vectors: exactly the float64 product, rounded once at the end
+        expected = ((v32.double() @ b64.T) @ b64).float()
+        assert torch.equal(project_onto_rows(b64, v32), expected), seed
+        # a float32 basis with float64 vectors: the float64 vectors are not rounded to float32
+        b32 = b64.float()
+        v64 = torch.randn(2, 4, 30, generator=gen, dtype=torch.float64)
+        expected = (v64 @ b32.double().T) @ b32.double()
+        torch.testing.assert_close(project_onto_rows(b32, v64), expected, rtol=1e-14, atol=1e-14)
+
+
+def test_orthonormality_tolerance_depends_on_the_dtype():
+    a = torch.eye(5)[:2]
+    off = torch.eye(5)[:2].clone()
+    off[0, 1] = 0.01  # |B B^T - I| about 1e-2: above float32's 1e-3, below 16-bit's 5e-2
+    off = off / off.norm(dim=1, keepdim=True)
+    with pytest.raises(ValueError, match=r"`basis_b` to have orthonormal rows .*tolerance 0\.001"):
+        principal_angles(a, off)
+    assert bool(torch.isfinite(principal_angles(a.bfloat16(), off.bfloat16())).all())
+    worse = torch.eye(5)[:2].clone()
+    worse[0, 1] = 0.3  # |B B^T - I| about 0.29: refused in 16-bit too
+    worse = worse / worse.norm(dim=1, keepdim=True)
+    for dtype in (torch.bfloat16, torch.float16):
+        with pytest.raises(ValueError, match=r"`basis_b` to have orthonormal rows .*tolerance 0\.05"):
+            principal_angles(a.to(dtype), worse.to(dtype))
+
+
+def test_a_short_row_is_refused_even_where_its_gram_entry_is_tiny():
+    a = torch.eye(4)[:2]
+    short = torch.stack([torch.eye(4)[0], 0.01 * torch.eye(4)[1]])  # |row|^2 = 1e-4 < tol, |row| > tol
+    with pytest.raises(ValueError, match=r"`basis_b` to have orthonormal rows"):
+        principal_angles(a, short)
+
+
+def test_principal_angle_errors_name_the_argument_and_the_sizes():
+    a = torch.eye(4)[:2]
+    with pytest.raises(TypeError, match=r"Expected `basis_b` to be a torch.Tensor"):
+        principal_angles(a, [[1.0, 0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"same number of features D but got 4 and 3"):
+        principal_angles(a, torch.eye(3)[:1])
+
+
+@pytest.mark.parametrize("order", ["a32_b64", "a64_b32"])
+def test_principal_angles_compute_in_the_wider_dtype(order):
+    for seed in SEEDS:
+        gen = torch.Generator().manual_seed(seed)
+        a = orthonormal_rows(torch.randn(3, 40, generator=gen, dtype=torch.float64))
+        b = orthonormal_rows(a + 0.5 * torch.randn(3, 40, generator=gen, dtype=torch.float64))
+        a32 = a.float()  # orthonormal to float32 rounding; exactly representable in float64
+        if order == "a32_b64":
+            got, ref = principal_angles(a32, b), principal_angles(a32.double(), b)
+        else:
+            got, ref = principal_angles(b, a32), principal_angles(b, a32.double())
+        assert got.dtype == torch.float64
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-14)
+
+
+def test_a_dropped_row_of_the_smaller_set_is_orthogonal_even_when_the_rest_coincide():
+    a = torch.eye(4)[:2]
+    dropped = torch.stack([torch.eye(4)[0], torch.zeros(4)])  # as basis_b: e0 coincides, the zero row is dropped
+    torch.testing.assert_close(principal_angles(a, dropped), torch.tensor([0.0, math.pi / 2]), rtol=0, atol=1e-7)
+    three = torch.eye(5)[:3]
+    two_dropped = torch.stack([torch.eye(5)[1], torch.zeros(5), torch.zeros(5)])
+    torch.testing.assert_close(
+        principal_angles(three, two_dropped), torch.tensor([0.0, math.pi / 2, math.pi / 2]), rtol=0, atol=1e-7
+    )
+
+
+def test_feature_mismatch_message_gives_the_feature_sizes_of_batched_bases():
+    a = torch.eye(4)[:2].expand(3, 2, 4)
+    with pytest.raises(ValueError, match=r"same number of features D but got 4 and 5"):
+        principal_angles(a, torch.eye(5)[:1].expand(3, 1, 5))
