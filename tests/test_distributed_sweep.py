@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from captum_pags.analysis import SweepConfig, assemble_report, run_sweep, run_tasks, sweep_tasks
 from captum_pags.analysis.sweep import _write_config
@@ -41,8 +42,18 @@ def _assert_same(a, b):
         assert ra.regime == rb.regime, point
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _worker_threads():
+    # Ray tasks of 2 workers use cores // 2 threads each; the serial and sharded runs use as many, so
+    # that every run reduces in the same float32 order and the numbers agree to rounding
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def serial(tmp_path_factory):
+def serial(tmp_path_factory, _worker_threads):
     return run_sweep(SweepConfig.quick(out=str(tmp_path_factory.mktemp("serial")), quiet=True))
 
 
