@@ -98,3 +98,52 @@ def test_component_errors_are_one_line_exit_2_before_any_work(argv, message, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("captum-pags: error:") and message in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_tangent_angles_are_zero_for_the_same_plane_and_90_for_an_orthogonal_direction():
+    from captum_pags.analysis.angles import tangent_angles
+    from captum_pags.manifold import LinearSubspace
+
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        q = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=torch.float64))[0].T  # orthonormal rows
+        exact = LinearSubspace(q[:2])
+        rotated = LinearSubspace(torch.stack([q[0] + q[1], q[0] - q[1]]))  # the same plane, another basis
+        half = LinearSubspace(torch.stack([q[0], q[2]]))  # one shared direction, one orthogonal
+        angles = tangent_angles({"rotated": rotated, "half": half}, exact, torch.randn(5, 6, generator=g))
+        assert angles["rotated"]["max_max"] < 1e-4
+        assert angles["half"]["mean"] == pytest.approx(45.0, abs=1e-4)
+        assert angles["half"]["max_mean"] == pytest.approx(90.0, abs=1e-4)
+    assert tangent_angles({}, exact, torch.zeros(1, 6)) == {}
+    assert tangent_angles({"rotated": rotated}, None, torch.zeros(1, 6)) == {}
+
+
+@pytest.mark.slow
+def test_shapes32_sweep_reports_the_estimators_principal_angles(tmp_path):
+    from captum_pags.analysis import run_sweep
+
+    cfg = SweepConfig.quick(
+        data="shapes32",
+        out=str(tmp_path),
+        epochs=1,
+        quiet=True,
+        methods=("noise",),
+        strengths={"noise": (0.0, 0.5)},
+        n_eval=12,
+        n_samples=1,
+        epsilons=(1.0,),
+    )
+    res = run_sweep(cfg)
+    payload = json.loads(res.files["json"].read_text())
+    angles = payload["tangent_angles"]
+    assert sorted(angles) == ["decoder", "denoiser", "local-pca"]
+    assert {n: a["dim"] for n, a in angles.items()} == {"decoder": 10, "denoiser": 7, "local-pca": 7}
+    for a in angles.values():
+        assert 0.0 <= a["mean"] <= a["max_mean"] <= a["max_max"] <= 90.0 + 1e-6
+    assert (
+        res.files["angles"].is_file() and "Estimated tangent spaces vs the exact one" in res.files["html"].read_text()
+    )
+    assert payload["title"] == "captum_pags sweep on shapes32"
+    assert all(r["accuracy"] >= 0 for r in payload["results"])
+    keys = set(payload["results"][0])
+    assert {"tangent_alignment_decoder", "tangent_alignment_local-pca", "tangent_alignment_denoiser"} <= keys
