@@ -147,3 +147,26 @@ def test_shapes32_sweep_reports_the_estimators_principal_angles(tmp_path):
     assert all(r["accuracy"] >= 0 for r in payload["results"])
     keys = set(payload["results"][0])
     assert {"tangent_alignment_decoder", "tangent_alignment_local-pca", "tangent_alignment_denoiser"} <= keys
+
+
+@pytest.mark.parametrize(("tangent", "dim"), [("pca:8", 8), ("local-pca:4", 4)])
+def test_a_sweep_with_an_estimated_primary_tangent_space(tangent, dim, tmp_path):
+    from captum_pags.analysis import run_sweep
+    from captum_pags.analysis.tasks import evaluation_data
+
+    cfg = SweepConfig.quick(
+        tangent=tangent,
+        out=str(tmp_path),
+        epochs=1,
+        quiet=True,
+        methods=("noise",),
+        strengths={"noise": (0.0,)},
+        n_eval=16,
+        n_samples=1,
+        epsilons=(1.0,),
+    )
+    res = run_sweep(cfg)
+    assert evaluation_data(cfg).tangent_space.dim == dim
+    (row,) = res.rows
+    assert 0.0 < row["tangent_alignment"] <= 1.0 and 0.0 < row["tangent_alignment_decoder"] <= 1.0
+    assert f"--tangent {tangent} ({dim} dimensions)" in " ".join(json.loads(res.files["json"].read_text())["notes"])
