@@ -51,7 +51,7 @@ def test_report_files_are_complete_and_self_contained(quick_sweep):
     assert payload["config"]["strengths"]["noise"] == list(quick_sweep.config.strengths["noise"])
     html = files["html"].read_text()
     sources = re.findall(r'<img[^>]*src="([^"]+)"', html)
-    assert len(sources) == 5  # alignment, robustness, relative robustness, tangent alignment, maps
+    assert len(sources) == 6  # alignment, robustness, relative robustness, tangent alignment, angles, maps
     for src in sources:  # embedded, or a file that exists beside the page
         assert src.startswith("data:image/png;base64,") or (files["html"].parent / src).is_file()
     csv_lines = files["csv"].read_text().strip().splitlines()

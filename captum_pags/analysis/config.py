@@ -47,6 +47,39 @@ def _grid(method: str, values: Any) -> tuple[float, ...]:
     return tuple(grid)
 
 
+def _check_components(config: SweepConfig) -> None:
+    """Refuse a ``data`` / ``score_model`` / ``tangent`` / ``architecture`` the sweep cannot use (no loading)."""
+    from .components.embedded import EMBEDDED_DATASETS
+    from .components.parse import parse_data, parse_score_model, parse_tangent
+    from .errors import AnalysisInputError
+
+    for name in ("data", "score_model", "tangent", "architecture"):
+        value = getattr(config, name)
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"Expected `{name}` to be a non-empty str but got {value!r}")
+    if config.data not in EMBEDDED_DATASETS and config.data not in KNOWN_EMBEDDED:
+        parse_data(config.data)  # refuses what is no data source at all
+        raise AnalysisInputError(
+            f"the sweep trains its models on a training split, and --data {config.data} has none: use an embedded "
+            f"dataset ({', '.join(sorted(set(EMBEDDED_DATASETS) | set(KNOWN_EMBEDDED)))}), or analyse a model "
+            "trained on your data with 'captum-pags analyze'"
+        )
+    parse_tangent(config.tangent)
+    if config.score_model != "auto":
+        parse_score_model(config.score_model)
+    arch = config.architecture
+    if arch not in ("mlp", "cnn") and (":" not in arch or not all(arch.partition(":")[::2])):
+        raise AnalysisInputError(
+            "Expected `architecture` (--architecture) to be mlp, cnn or a class module:Name "
+            "(e.g. torchvision.models:resnet18) "
+            f"but got {arch!r}"
+        )
+
+
+#: Embedded datasets of the package the sweep knows without loading them.
+KNOWN_EMBEDDED = ("digits16", "shapes32")
+
+
 @dataclass
 class SweepConfig:
     """Settings of :func:`~captum_pags.analysis.run_sweep` (all plain values, JSON-serialisable).
@@ -63,11 +96,26 @@ class SweepConfig:
         converted with :func:`~captum_pags.training.from_paper_strength` for training, so the
         sweep can run on the paper's grid (:data:`~captum_pags.training.paper_units.PAPER_GRIDS`); the report
         shows them in the paper's units.
-    architecture : {"mlp", "cnn"}
-        Classifier trained for every point of the grid.
+    data : str
+        ``--data`` of the sweep (read by :func:`~captum_pags.analysis.components.parse_data`): an
+        embedded dataset of :data:`~captum_pags.analysis.EMBEDDED_DATASETS` (``"digits16"``,
+        ``"shapes32"``), whose training split trains the models and whose test split is measured.
+        Data without a training split is refused (the sweep trains its models).
+    score_model : str
+        ``--score-model``: ``"auto"`` (the model shipped for the data), ``"none"``, or a diffusers
+        folder / denoiser file (:func:`~captum_pags.analysis.components.parse_score_model`).
+    tangent : str
+        ``--tangent`` (:func:`~captum_pags.analysis.components.parse_tangent`): the tangent space of
+        tangent alignment and on-/off-manifold robustness, ``"exact"`` by default; the shipped
+        estimators of the data (digits16: the decoder; shapes32: decoder, local PCA, denoiser)
+        are measured next to it.
+    architecture : str
+        Classifier trained for every point of the grid: ``"mlp"``, ``"cnn"``, or a class
+        ``"module:Name"`` such as ``"torchvision.models:resnet18"``.
     architecture_kwargs : dict
-        Keyword arguments of the architecture's class (:class:`~captum_pags.models.MLP` or
-        :class:`~captum_pags.models.SmallCNN`), e.g. ``{"hidden": [64, 64]}`` for the MLP.
+        Keyword arguments of the architecture's class (:class:`~captum_pags.models.MLP`,
+        :class:`~captum_pags.models.SmallCNN` or the named class), e.g. ``{"hidden": [64, 64]}``
+        for the MLP or ``{"num_classes": 10}`` for a torchvision model.
     epochs, batch_size, lr : int, int, float
         Adam training settings.
     seeds : tuple of int
@@ -105,7 +153,10 @@ class SweepConfig:
     methods: tuple[str, ...] = ("gradient_norm", "noise")
     strengths: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_STRENGTHS))
     strength_units: Literal["ours", "paper"] = "ours"
-    architecture: Literal["mlp", "cnn"] = "mlp"
+    data: str = "digits16"
+    score_model: str = "auto"
+    tangent: str = "exact"
+    architecture: str = "mlp"
     architecture_kwargs: dict[str, Any] = field(default_factory=dict)
     epochs: int = 20
     batch_size: int = 64
@@ -141,7 +192,7 @@ class SweepConfig:
         merged.update({k: _grid(k, v) for k, v in self.strengths.items()})
         self.strengths = merged
         check_choice("strength_units", self.strength_units, ("ours", "paper"))
-        check_choice("architecture", self.architecture, ("mlp", "cnn"))
+        _check_components(self)
         if not isinstance(self.architecture_kwargs, dict) or not all(
             isinstance(k, str) for k in self.architecture_kwargs
         ):

@@ -14,12 +14,28 @@ from ..models import MLP, SmallCNN
 from ..training import AdversarialLoss, GradientNormLoss, RandomizedSmoothingLoss, StandardLoss, from_paper_strength
 from .config import SweepConfig
 
-__all__ = ["SweepTask", "parse_shard", "shard_tasks", "sweep_tasks"]
+__all__ = ["SweepTask", "data_info", "estimator_names", "parse_shard", "shard_tasks", "sweep_tasks"]
 
 #: Bumped when training changes in a way the settings below do not show (invalidates cached models).
 _TRAINING_VERSION = 1
-#: The data every sweep model is trained on.
-_TRAIN_DATA = "digits16:train"
+#: Shape and class count of the embedded datasets known without loading them.
+_KNOWN_DATA: dict[str, tuple[tuple[int, ...], int]] = {"digits16": ((1, 16, 16), 10), "shapes32": ((3, 32, 32), 5)}
+
+
+def data_info(config: SweepConfig) -> tuple[tuple[int, ...], int]:
+    """Per-example shape and number of classes of ``config.data``.
+
+    Examples
+    --------
+    >>> data_info(SweepConfig(data="shapes32"))
+    ((3, 32, 32), 5)
+    """
+    if config.data in _KNOWN_DATA:
+        return _KNOWN_DATA[config.data]
+    from .components.embedded import EmbeddedData
+
+    data = EmbeddedData(config.data)
+    return tuple(data.shape), int(data.num_classes or 0)
 
 
 @dataclass(frozen=True, order=True)
@@ -111,12 +127,31 @@ def shard_tasks(tasks: list[SweepTask], shard: tuple[int, int]) -> list[SweepTas
 
 def build_model(config: SweepConfig) -> nn.Module:
     """A fresh classifier of ``config.architecture`` with ``config.architecture_kwargs``."""
+    from .errors import AnalysisInputError
+
     kwargs = dict(config.architecture_kwargs)
+    shape, classes = data_info(config)
     if config.architecture == "cnn":
-        kwargs = {"in_channels": 1, "num_classes": 10, **kwargs}
-        return SmallCNN(**kwargs)
-    kwargs = {"input_shape": (1, 16, 16), "hidden": (256, 128, 128), "num_classes": 10, **kwargs}
-    return MLP(**kwargs)
+        cls: Any = SmallCNN
+        kwargs = {"in_channels": shape[0], "num_classes": classes, **kwargs}
+        if shape != (1, 16, 16):  # the digits16 default stays as it was
+            kwargs = {"input_size": shape[-1], **kwargs}
+    elif config.architecture == "mlp":
+        cls = MLP
+        kwargs = {"input_shape": shape, "hidden": (256, 128, 128), "num_classes": classes, **kwargs}
+    else:
+        from .components.classifier import _import
+
+        cls = _import(config.architecture)
+    try:
+        model = cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise AnalysisInputError(
+            f"cannot build --architecture {config.architecture} with --architecture-kwargs {kwargs}: {err}"
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise AnalysisInputError(f"Expected --architecture {config.architecture} to build a torch.nn.Module")
+    return model
 
 
 def training_strength(task: SweepTask, config: SweepConfig) -> float:
@@ -170,7 +205,7 @@ def training_settings(task: SweepTask, config: SweepConfig) -> dict[str, Any]:
     arch = {"class": type(model).__name__, "kwargs": _plain(config.architecture_kwargs), "repr": repr(model)}
     return {
         "version": _TRAINING_VERSION,
-        "data": _TRAIN_DATA,
+        "data": f"{config.data}:train",
         "architecture": config.architecture,
         "model": arch,
         "loss": _loss_settings(make_loss(task, config)),
@@ -197,19 +232,32 @@ def model_key(task: SweepTask, config: SweepConfig) -> str:
     >>> a == model_key(SweepTask("pgd", 1.0, 0), SweepConfig.quick(pgd_steps=3))
     False
     """
-    return f"{task.name(config.architecture, config.strength_units)}_{settings_hash(training_settings(task, config))}"
+    arch = config.architecture.rpartition(":")[2].rpartition(".")[2]
+    prefix = "" if config.data == "digits16" else f"{config.data}_"
+    return f"{prefix}{task.name(arch, config.strength_units)}_{settings_hash(training_settings(task, config))}"
 
 
 def evaluation_settings(config: SweepConfig) -> dict[str, Any]:
     """Everything a model's measurements depend on besides its weights."""
     return {
-        "data": "digits16:test",
+        "data": f"{config.data}:test",
         "n_eval": config.n_eval,
         "sigma": config.sigma,
         "epsilons": list(config.epsilons),
         "n_samples": config.n_samples,
         "seed": config.seed,
         "device": config.device,
-        "tangent_spaces": ["exact", "decoder"],
-        "score_model": "digits16_score",
+        "tangent_spaces": [config.tangent, *estimator_names(config)],
+        "score_model": "digits16_score"
+        if (config.data, config.score_model) == ("digits16", "auto")
+        else config.score_model,
     }
+
+
+def estimator_names(config: SweepConfig) -> list[str]:
+    """The shipped tangent estimators measured next to ``config.tangent`` (digits16: decoder; shapes32: three)."""
+    if config.data == "shapes32":
+        return ["decoder", "local-pca", "denoiser"]
+    if config.data == "digits16":
+        return ["decoder"]
+    return []

@@ -17,6 +17,7 @@ from typing import Any
 from torch import Tensor
 
 from .._kernel._io import atomic_write
+from .angles import angles_table, figure_angles
 from .figures import figure_curves, figure_maps
 
 __all__ = ["write_report"]
@@ -174,10 +175,14 @@ def _figures(
     hlines = []
     if "tangent_alignment" in chance:
         hlines.append((chance["tangent_alignment"], "random direction, exact: sqrt(k/D)", ":"))
-    if any("tangent_alignment_decoder" in g["mean"] for g in groups):
-        tangent.append({"key": "tangent_alignment_decoder", "label": "tangent alignment (decoder)", "style": "s--"})
-        if "tangent_alignment_decoder" in chance:
-            hlines.append((chance["tangent_alignment_decoder"], "random direction, decoder: sqrt(k/D)", "-."))
+    extra = sorted(
+        {k[len("tangent_alignment_") :] for g in groups for k in g["mean"] if k.startswith("tangent_alignment_")}
+    )
+    for j, name in enumerate(extra, start=1):
+        key = f"tangent_alignment_{name}"
+        tangent.append({"key": key, "label": f"tangent alignment ({name})", "style": "s--", "color": f"C{j}"})
+        if key in chance:
+            hlines.append((chance[key], f"random direction, {name}: sqrt(k/D)", "-."))
     plot(groups, files["tangent"], tangent, ylabel="||P_T g|| / ||g||", hlines=hlines)
     return files
 
@@ -194,6 +199,7 @@ def write_report(
     maps: Mapping[str, Any] | None = None,
     images: Tensor | None = None,
     chance: Mapping[str, float] | None = None,
+    tangent_angles: Mapping[str, Mapping[str, float]] | None = None,
     title: str = "captum_pags report",
     notes: Sequence[str] = (),
 ) -> dict[str, Path]:
@@ -227,6 +233,9 @@ def write_report(
     chance : mapping, optional
         Reference levels drawn in the figures: ``accuracy``, ``tangent_alignment[_<name>]``,
         ``min_relative_robustness``.
+    tangent_angles : mapping, optional
+        Per estimated tangent space, its principal angles to the exact one
+        (:func:`~captum_pags.analysis.angles.tangent_angles`): a table and a figure.
     title : str
         Page title.
     notes : sequence of str
@@ -272,6 +281,7 @@ def write_report(
         "results": [dict(r) for r in rows],
         "missing": list(missing),
         "notes": list(notes),
+        "tangent_angles": dict(tangent_angles or {}),
     }
     files["json"] = out / "results.json"
     atomic_write(files["json"], json.dumps(_json_safe(payload), indent=2).encode())
@@ -291,9 +301,12 @@ def write_report(
     if maps is not None and maps.get("panels"):
         files["maps"] = out / "gradient_maps.png"
         figure_maps(maps, files["maps"])
+    if tangent_angles:
+        files["angles"] = out / "tangent_angles.png"
+        figure_angles(tangent_angles, files["angles"])
 
     files["html"] = out / "report.html"
-    page = _html(title, rows, groups, config or {}, notes, files, provenance or {}, missing)
+    page = _html(title, rows, groups, config or {}, notes, files, provenance or {}, missing, tangent_angles or {})
     atomic_write(files["html"], page.encode())
     return files
 
@@ -327,8 +340,14 @@ def _html(
     files: Mapping[str, Path],
     provenance: Mapping[str, Any],
     missing: Sequence[str],
+    tangent_angles: Mapping[str, Mapping[str, float]],
 ) -> str:
     summary_cols = [(k, label) for k, label in _SUMMARY if any(k in g["mean"] for g in groups)]
+    known = {k for k, _ in _SUMMARY}
+    for key in sorted({k for g in groups for k in g["mean"] if k not in known}):
+        for prefix, what in (("tangent_alignment_", "tangent align."), ("relative_robustness_", "on/off change ratio")):
+            if key.startswith(prefix) and not key.endswith("_curve"):
+                summary_cols.append((key, f"{what} ({key[len(prefix) :]})"))
     summary = _table(
         ["method", "strength", "seeds", *[label for _, label in summary_cols], "regime", "reason"],
         [
@@ -352,6 +371,8 @@ def _html(
         "robustness": "On- and off-manifold output change against strength, for every epsilon",
         "relative_robustness": "Relative robustness (on/off change ratio) for the exact and estimated tangent spaces",
         "tangent": "Tangent alignment for the exact and estimated tangent spaces, with the random-direction level",
+        "angles": "Principal angles of each estimated tangent space to the exact one (mean and max over the test "
+        "images)",
         "maps": "Input gradients next to the Bayes score difference, labelled by method, strength and regime",
     }
     for key, caption in captions.items():
@@ -378,6 +399,11 @@ def _html(
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{notes_html}"
         f"<h2>Summary (mean \u00b1 sd over seeds)</h2>{summary}{missing_html}"
-        f"<h2>Figures</h2>{''.join(figures)}<h2>Every model</h2>{per_model}"
+        + (
+            f"<h2>Estimated tangent spaces vs the exact one</h2>{angles_table(tangent_angles)}"
+            if tangent_angles
+            else ""
+        )
+        + f"<h2>Figures</h2>{''.join(figures)}<h2>Every model</h2>{per_model}"
         f"<h2>Provenance</h2>{prov}<h2>Settings</h2><pre>{cfg}</pre></body></html>"
     )

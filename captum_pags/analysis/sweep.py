@@ -20,9 +20,9 @@ from ..metrics import RegimeThresholds, regime_decisions, regime_rule_text, scor
 from ..models._weights import load_weights
 from .config import SweepConfig
 from .executors import Executor, run_tasks
-from .grid import SweepTask, build_model, model_key, parse_shard, shard_tasks, sweep_tasks
+from .grid import SweepTask, build_model, data_info, model_key, parse_shard, shard_tasks, sweep_tasks
 from .report import write_report
-from .results import COLLAPSE_MARGIN, NUM_CLASSES, ModelResult, SweepResult
+from .results import COLLAPSE_MARGIN, ModelResult, SweepResult
 from .tasks import evaluation_data, read_result
 
 __all__ = ["assemble_report", "run_sweep"]
@@ -47,12 +47,36 @@ def _check_run(config: SweepConfig) -> None:
     from .errors import AnalysisInputError
 
     AnalysisSettings(device=config.device).check_device()
+    _check_architecture(config)
     out = Path(config.out).expanduser()
     if out.exists() and not out.is_dir():
         raise AnalysisInputError(f"Expected `out` to be a folder but {config.out!r} is a file: choose another --out")
     parent = out if out.exists() else next((q for q in out.parents if q.exists()), Path("."))
     if not os.access(parent, os.W_OK):
         raise AnalysisInputError(f"cannot write the sweep to {config.out!r}: {str(parent)!r} is not writable")
+
+
+def _check_architecture(config: SweepConfig) -> None:
+    """Build the architecture once and refuse one that does not give ``(N, classes)`` logits for the data."""
+    from .errors import AnalysisInputError
+
+    shape, classes = data_info(config)
+    with torch.random.fork_rng(devices=[]):  # a throwaway model: the caller's RNG stays as it was
+        model = build_model(config).eval()
+        try:
+            with torch.no_grad():
+                out = model(torch.zeros(2, *shape))
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise AnalysisInputError(
+                f"--architecture {config.architecture} does not take {config.data} images of shape {shape}: "
+                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            ) from None
+    if not isinstance(out, Tensor) or tuple(out.shape) != (2, classes):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise AnalysisInputError(
+            f"Expected --architecture {config.architecture} to give (N, {classes}) logits for the {classes} classes of "
+            f"{config.data} but got {got}: set --architecture-kwargs (e.g. '{{\"num_classes\": {classes}}}')"
+        )
 
 
 def run_sweep(
@@ -64,7 +88,7 @@ def run_sweep(
     shard: str | tuple[int, int] | None = None,
     max_retries: int = 3,
 ) -> SweepResult:
-    """Run the whole PAG analysis on ``digits16`` and write the report.
+    """Run the whole PAG analysis on an embedded dataset (``digits16`` by default) and write the report.
 
     For every method, strength and seed of ``config``: train (or load from the cache) a classifier,
     measure accuracy, perceptual alignment with the shipped class-conditional diffusion model's
@@ -144,7 +168,7 @@ def _group(results: list[ModelResult], config: SweepConfig) -> tuple[list[dict[s
     """Means and sds over seeds per ``(method, strength)``, regimes decided on the means, references."""
     groups: list[dict[str, Any]] = []
     references: dict[str, Any] = {}
-    chance = 1.0 / NUM_CLASSES
+    chance = 1.0 / data_info(config)[1]
     for method in config.methods:
         strengths = sorted({r.strength for r in results if r.method == method})
         method_groups = []
@@ -235,10 +259,42 @@ def _chance_levels(config: SweepConfig) -> dict[str, float]:
     """Chance accuracy, the random-direction tangent alignment sqrt(k/D) of each tangent space, the threshold."""
     data = evaluation_data(config)
     d = data.images[0].numel()
-    levels = {"accuracy": 1.0 / NUM_CLASSES, "min_relative_robustness": RegimeThresholds().min_relative_robustness}
+    levels = {
+        "accuracy": 1.0 / data_info(config)[1],
+        "min_relative_robustness": RegimeThresholds().min_relative_robustness,
+    }
     for name, space in {"": data.tangent_space, **data.extra_tangent_spaces}.items():
         levels["tangent_alignment" + (f"_{name}" if name else "")] = math.sqrt(space.dim / d)
     return levels
+
+
+def _angles(config: SweepConfig) -> dict[str, dict[str, float]]:
+    """Principal angles of the shipped estimators to the exact tangent space over the measured images."""
+    from .angles import tangent_angles
+
+    data = evaluation_data(config)
+    return tangent_angles(data.extra_tangent_spaces, getattr(data, "exact_tangent", None), data.images)
+
+
+def _components_note(config: SweepConfig) -> str:
+    """What the score model and tangent spaces of the report are, in one sentence."""
+    from .grid import estimator_names
+
+    data = evaluation_data(config)
+    score = (
+        f"the shipped class-conditional diffusion model of {config.data}"
+        if config.score_model in ("auto", "shipped")
+        else f"{config.score_model}"
+    )
+    tangent = (
+        f"the exact {config.data} manifold ({data.tangent_space.dim} dimensions)"
+        if config.tangent == "exact"
+        else f"--tangent {config.tangent} ({data.tangent_space.dim} dimensions)"
+    )
+    extras = ", ".join(f"'{n}' ({data.extra_tangent_spaces[n].dim} dimensions)" for n in estimator_names(config))
+    return f"score model: {score}; tangent space: {tangent}" + (
+        f"; columns marked with an estimator name use that estimated tangent space: {extras}." if extras else "."
+    )
 
 
 def assemble_report(
@@ -307,6 +363,7 @@ def assemble_report(
     )
     figure_maps = _maps(config, groups) if maps else None
     chance = _chance_levels(config)
+    angles = _angles(config)
     res = SweepResult(config, results, groups=groups, missing=missing, seconds=wall_seconds or math.nan)
     res.files = write_report(
         config.out,
@@ -318,15 +375,14 @@ def assemble_report(
         missing=missing,
         maps=figure_maps,
         chance=chance,
-        title="captum_pags sweep on digits16",
+        tangent_angles=angles,
+        title=f"captum_pags sweep on {config.data}",
         notes=[
             f"{len({r.model for r in results})} models ({len(cached)} loaded from the cache), "
             f"{config.architecture}, {len(config.seeds)} training seeds (mean +- sd over seeds), "
-            f"sigma={config.sigma}; score model: the shipped class-conditional diffusion model; tangent "
-            "space: the exact 64-dimensional digits16 subspace (columns marked 'decoder': the 16-dimensional "
-            "tangent space of the shipped autoencoder's decoder).",
+            f"sigma={config.sigma}; {_components_note(config)}",
             regime_rule_text(),
-            f"A model whose mean accuracy is within {COLLAPSE_MARGIN:g} of chance ({1 / NUM_CLASSES:g}) is "
+            f"A model whose mean accuracy is within {COLLAPSE_MARGIN:g} of chance ({1 / data_info(config)[1]:g}) is "
             "flagged as collapsed: its gradients carry no class information, so it is not drawn as an "
             "alignment point.",
         ],

@@ -88,7 +88,7 @@ def train_model(task: SweepTask, config: SweepConfig, train_data: Any = None) ->
     start = time.perf_counter()
     with _preserved_rng():  # seeding the model and the training must not reseed the caller's RNGs
         if train_data is None:
-            train_data = load_digits16("train").dataset()
+            train_data = training_data(config)
         loader = torch.utils.data.DataLoader(train_data, batch_size=config.batch_size, shuffle=True)
         torch.manual_seed(task.seed)
         model = build_model(config)
@@ -118,25 +118,73 @@ def train_model(task: SweepTask, config: SweepConfig, train_data: Any = None) ->
     return model.to(config.device).eval(), info
 
 
+def training_data(config: SweepConfig) -> torch.utils.data.Dataset:
+    """The training split of ``config.data``."""
+    if config.data == "digits16":
+        return load_digits16("train").dataset()
+    from .components.embedded import EmbeddedData
+
+    images, labels = EmbeddedData(config.data, "train")._loaded()
+    return torch.utils.data.TensorDataset(images, labels)
+
+
+def _components(config: SweepConfig, device: torch.device) -> tuple[Any, Any, Any, Any, dict[str, Any], Any]:
+    """Test images and labels, score model, tangent space, shipped estimators and the exact space of the data."""
+    from .components.embedded import EmbeddedData
+    from .components.parse import parse_score_model, parse_tangent
+    from .components.score import ScoreModels
+
+    auto = config.score_model in ("auto", "shipped")  # the model shipped for the data
+    if config.data == "digits16":
+        test = load_digits16("test")
+        x, y = test.images, test.labels
+        exact: Any = digits16_subspace()
+        extras: dict[str, Any] = {"decoder": digits16_decoder_tangent(device=device)}
+        shipped: Any = load_digits16_score_model(device=device) if auto else None
+    else:
+        data = EmbeddedData(config.data, "test")
+        x, y = data._loaded()
+        exact = data.exact_tangent()
+        extras, shipped = {}, None
+        if config.data == "shapes32":
+            from ..models import load_shapes32_score_model, shapes32_tangent_estimators
+
+            extras = shapes32_tangent_estimators(device, sigma=0.1)
+            shipped = load_shapes32_score_model(device) if auto else None
+    x, y = x[: config.n_eval].to(device), y[: config.n_eval].to(device)
+    score = shipped
+    models = ScoreModels(shipped, None) if shipped is not None else None
+    if not auto and config.score_model != "none":
+        models = parse_score_model(config.score_model).load(device)
+        score = models.model if models.has_conditional and models.has_unconditional else None
+    if config.tangent == "exact":
+        space = exact
+    else:
+        data = EmbeddedData(config.data, "test")
+        space, _ = parse_tangent(config.tangent).build(data, scores=models, sigma=config.sigma, device=device)
+    return x, y, score, space, extras, exact
+
+
 def evaluation_data(config: SweepConfig) -> EvaluationData:
     """The shared evaluation data of ``config`` (test images, scores, tangent spaces), once per process."""
     key = settings_hash(evaluation_settings(config))
     if key not in _EVALUATION_CACHE:
         device = torch.device(config.device)
-        test = load_digits16("test")
-        x, y = test.images[: config.n_eval].to(device), test.labels[: config.n_eval].to(device)
+        x, y, score, space, extras, exact = _components(config, device)
         _EVALUATION_CACHE.clear()
-        _EVALUATION_CACHE[key] = prepare_evaluation(
+        ev = prepare_evaluation(
             x,
             y,
-            digits16_subspace(),
-            load_digits16_score_model(device=device),
+            space,
+            score,
             config.sigma,
             config.epsilons,
             config.n_samples,
             config.seed,
-            extra_tangent_spaces={"decoder": digits16_decoder_tangent(device=device)},
+            extra_tangent_spaces=extras,
         )
+        ev.exact_tangent = exact  # type: ignore[attr-defined]
+        _EVALUATION_CACHE[key] = ev
     return _EVALUATION_CACHE[key]
 
 

@@ -15,10 +15,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     sweep = sub.add_parser(
         "sweep",
-        help="train models of growing robustness on digits16 and report the three regimes",
+        help="train models of growing robustness on digits16 or shapes32 and report the three regimes",
         description=(
-            "Train classifiers on digits16 over a grid of regularisation strengths for each training "
-            "method, measure accuracy, perceptual alignment, tangent alignment and on-/off-manifold "
+            "Train classifiers on an embedded dataset (digits16, shapes32) over a grid of regularisation "
+            "strengths for each training method, measure accuracy, perceptual alignment, tangent alignment and "
+            "on-/off-manifold "
             "robustness, classify each model's regime and write a report. Trained models are cached "
             "under OUT/models, so an interrupted sweep resumes where it stopped."
         ),
@@ -32,11 +33,38 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(default: gradient_norm,noise)",
     )
     sweep.add_argument(
+        "--data",
+        default="digits16",
+        help="embedded dataset whose training split trains the models and whose test split is measured: "
+        "digits16 or shapes32 (3x32x32 colour shapes on a curved manifold; its report adds the principal angles "
+        "of the decoder, local-PCA and denoiser tangent spaces to the exact one), e.g. --data shapes32 "
+        "(default: digits16)",
+    )
+    sweep.add_argument(
+        "--score-model",
+        default="auto",
+        help="score model of perceptual alignment: auto (the one shipped for --data), none, a diffusers folder "
+        "(unet/ + scheduler/) or a denoiser file, e.g. --score-model ./ddpm (default: auto)",
+    )
+    sweep.add_argument(
+        "--tangent",
+        default="exact",
+        help="tangent space of tangent alignment and on-/off-manifold robustness: exact, pca:K, local-pca:K[:FILE], "
+        "decoder:PATH or denoiser:K, e.g. --tangent local-pca:8; the data's shipped estimators are measured "
+        "next to it (default: exact)",
+    )
+    sweep.add_argument(
         "--architecture",
-        choices=["mlp", "cnn"],
         default="mlp",
-        help="classifier to train: an MLP 256-128-128-10, or a small softplus CNN (slower; give it >= 20 epochs) "
-        "(default: mlp)",
+        help="classifier to train: mlp (256-128-128), cnn (a small softplus CNN; slower, give it >= 20 epochs) or a "
+        "class module:Name, e.g. --architecture torchvision.models:resnet18 (default: mlp)",
+    )
+    sweep.add_argument(
+        "--architecture-kwargs",
+        default=None,
+        metavar="JSON",
+        help="keyword arguments of the architecture's class as a JSON object, e.g. --architecture-kwargs "
+        "'{\"num_classes\": 10}' (default: none; mlp and cnn get the data's shape and class count)",
     )
     for method, what in (
         ("gradient_norm", "lambda grid for gradient_norm"),
@@ -100,6 +128,21 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return sweep
 
 
+def _json_object(text: str) -> dict:
+    """``--architecture-kwargs`` as a dict."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"Expected --architecture-kwargs to be a JSON object such as '{{\"num_classes\": 10}}' but got {text!r}"
+        )
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``captum-pags sweep`` with parsed ``args``; returns the exit status."""
     from .. import analysis
@@ -108,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = settings(args)
     overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     overrides["architecture"] = args.architecture
+    overrides["data"], overrides["score_model"], overrides["tangent"] = args.data, args.score_model, args.tangent
+    if args.architecture_kwargs is not None:
+        overrides["architecture_kwargs"] = _json_object(args.architecture_kwargs)
     overrides["strength_units"] = args.strength_units
     strengths = {}
     for method, values in (
