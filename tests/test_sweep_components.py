@@ -170,3 +170,68 @@ def test_a_sweep_with_an_estimated_primary_tangent_space(tangent, dim, tmp_path)
     (row,) = res.rows
     assert 0.0 < row["tangent_alignment"] <= 1.0 and 0.0 < row["tangent_alignment_decoder"] <= 1.0
     assert f"--tangent {tangent} ({dim} dimensions)" in " ".join(json.loads(res.files["json"].read_text())["notes"])
+
+
+def _tiny_sweep(**overrides):
+    settings = dict(
+        tangent="pca:4",
+        score_model="none",
+        epochs=1,
+        quiet=True,
+        methods=("noise",),
+        strengths={"noise": (0.0, 0.5)},
+        n_eval=12,
+        n_samples=1,
+        epsilons=(1.0,),
+    )
+    settings.update(overrides)
+    return SweepConfig.quick(**settings)
+
+
+def test_a_sweep_on_a_torchvision_dataset_trains_on_its_training_split(tmp_path, monkeypatch):
+    from analysis_assets import skip_cifar_checksums, write_fake_cifar10
+
+    from captum_pags.analysis import run_sweep
+
+    skip_cifar_checksums(monkeypatch)
+    root = write_fake_cifar10(tmp_path / "cifar", n_train=40, n_test=12)
+    cfg = _tiny_sweep(data=f"cifar10:{root}", out=str(tmp_path / "out"))
+    assert len(tasks_module.training_data(cfg)) == 40  # the training split, not the measured test split
+    assert data_info(cfg) == ((3, 32, 32), 10)
+    res = run_sweep(cfg)
+    assert len(res.rows) == 2
+    for row in res.rows:
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 < row["tangent_alignment"] <= 1.0
+        assert row["regime"] == "undetermined"  # no score model: no alignment decides a regime
+
+
+def test_a_sweep_on_files_of_yours_trains_on_train_data(tmp_path):
+    import numpy as np
+
+    from captum_pags.analysis import run_sweep
+
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 30), ("test", 12)):
+        np.savez(
+            tmp_path / f"{name}.npz",
+            x=rng.random((n, 1, 8, 8), dtype=np.float32),
+            y=np.arange(n) % 3,
+        )
+    cfg = _tiny_sweep(data=str(tmp_path / "test.npz"), train_data=str(tmp_path / "train.npz"), out=str(tmp_path / "o"))
+    assert len(tasks_module.training_data(cfg)) == 30 and data_info(cfg) == ((1, 8, 8), 3)
+    other = cfg.replace(train_data=str(tmp_path / "test.npz"))
+    task = SweepTask("noise", 0.5, 0)
+    assert model_key(task, cfg) != model_key(task, other)  # other training images, another model
+    res = run_sweep(cfg)
+    assert len(res.rows) == 2 and all(0.0 < row["tangent_alignment"] <= 1.0 for row in res.rows)
+
+
+def test_user_data_needs_an_estimated_tangent_and_embedded_data_refuses_train_data(tmp_path, monkeypatch):
+    from analysis_assets import skip_cifar_checksums, write_fake_cifar10
+
+    skip_cifar_checksums(monkeypatch)
+    root = write_fake_cifar10(tmp_path / "cifar")
+    with pytest.raises(ValueError, match="--tangent exact needs data with a known manifold"):
+        SweepConfig(data=f"cifar10:{root}")
+    with pytest.raises(ValueError, match="trains on its own training split"):
+        SweepConfig(data="digits16", train_data=f"cifar10:{root}")

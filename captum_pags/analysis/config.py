@@ -57,13 +57,31 @@ def _check_components(config: SweepConfig) -> None:
         value = getattr(config, name)
         if not isinstance(value, str) or not value:
             raise TypeError(f"Expected `{name}` to be a non-empty str but got {value!r}")
-    if config.data not in EMBEDDED_DATASETS and config.data not in KNOWN_EMBEDDED:
-        parse_data(config.data)  # refuses what is no data source at all
+    embedded = config.data in EMBEDDED_DATASETS or config.data in KNOWN_EMBEDDED
+    if config.train_data is not None and (not isinstance(config.train_data, str) or not config.train_data):
+        raise TypeError(f"Expected `train_data` to be a non-empty str or None but got {config.train_data!r}")
+    if embedded and config.train_data is not None:
         raise AnalysisInputError(
-            f"the sweep trains its models on a training split, and --data {config.data} has none: use an embedded "
-            f"dataset ({', '.join(sorted(set(EMBEDDED_DATASETS) | set(KNOWN_EMBEDDED)))}), or analyse a model "
-            "trained on your data with 'captum-pags analyze'"
+            f"--data {config.data} trains on its own training split: drop --train-data {config.train_data}"
         )
+    if not embedded:
+        from .components.images import TorchvisionData
+
+        source = parse_data(config.data)  # refuses what is no data source at all
+        if config.train_data is None and not isinstance(source, TorchvisionData):
+            raise AnalysisInputError(
+                f"the sweep trains its models on a training split, and --data {config.data} has none: pass "
+                "--train-data with your training images (a .npz/.pt file or an image folder), use a torchvision "
+                f"dataset (cifar10:ROOT) or an embedded dataset "
+                f"({', '.join(sorted(set(EMBEDDED_DATASETS) | set(KNOWN_EMBEDDED)))})"
+            )
+        if config.train_data is not None:
+            parse_data(config.train_data)
+        if config.tangent == "exact":
+            raise AnalysisInputError(
+                f"--tangent exact needs data with a known manifold, and --data {config.data} has none: use "
+                "pca:K, local-pca:K, decoder:PATH or denoiser:K"
+            )
     parse_tangent(config.tangent)
     if config.score_model != "auto":
         parse_score_model(config.score_model)
@@ -99,8 +117,14 @@ class SweepConfig:
     data : str
         ``--data`` of the sweep (read by :func:`~captum_pags.analysis.components.parse_data`): an
         embedded dataset of :data:`~captum_pags.analysis.EMBEDDED_DATASETS` (``"digits16"``,
-        ``"shapes32"``), whose training split trains the models and whose test split is measured.
-        Data without a training split is refused (the sweep trains its models).
+        ``"shapes32"``), whose training split trains the models and whose test split is measured; or
+        a data source of your own (``"cifar10:ROOT"``, a ``.npz``/``.pt`` file, an image folder)
+        whose images are measured. A torchvision dataset trains on its own training split; any
+        other source needs ``train_data``. Your own data has no known manifold: give ``tangent``.
+    train_data : str, optional
+        ``--train-data``: the training images of a data source of your own (same forms as
+        ``data``; ``"cifar10:ROOT"`` means its training split). Held in memory as float32 while
+        the models train.
     score_model : str
         ``--score-model``: ``"auto"`` (the model shipped for the data), ``"none"``, or a diffusers
         folder / denoiser file (:func:`~captum_pags.analysis.components.parse_score_model`).
@@ -154,6 +178,7 @@ class SweepConfig:
     strengths: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_STRENGTHS))
     strength_units: Literal["ours", "paper"] = "ours"
     data: str = "digits16"
+    train_data: str | None = None
     score_model: str = "auto"
     tangent: str = "exact"
     architecture: str = "mlp"

@@ -32,10 +32,18 @@ def data_info(config: SweepConfig) -> tuple[tuple[int, ...], int]:
     """
     if config.data in _KNOWN_DATA:
         return _KNOWN_DATA[config.data]
-    from .components.embedded import EmbeddedData
+    from .components.embedded import EMBEDDED_DATASETS, EmbeddedData
 
-    data = EmbeddedData(config.data)
-    return tuple(data.shape), int(data.num_classes or 0)
+    if config.data in EMBEDDED_DATASETS:
+        data = EmbeddedData(config.data)
+        return tuple(data.shape), int(data.num_classes or 0)
+    from .tasks import train_source  # a data source of the user's: its training images say the classes
+
+    source = train_source(config)
+    classes = source.num_classes
+    if classes is None:  # a file of images and labels: the classes its labels name
+        classes = max(int(y.max()) for _, y in source.batches(1024)) + 1
+    return tuple(source.shape), int(classes)
 
 
 @dataclass(frozen=True, order=True)
@@ -205,7 +213,7 @@ def training_settings(task: SweepTask, config: SweepConfig) -> dict[str, Any]:
     arch = {"class": type(model).__name__, "kwargs": _plain(config.architecture_kwargs), "repr": repr(model)}
     return {
         "version": _TRAINING_VERSION,
-        "data": f"{config.data}:train",
+        "data": config.train_data or f"{config.data}:train",
         "architecture": config.architecture,
         "model": arch,
         "loss": _loss_settings(make_loss(task, config)),
@@ -223,6 +231,13 @@ def settings_hash(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _readable(spec: str) -> str:
+    """A data spec as a folder-name part (``cifar10:/data`` -> ``cifar10``)."""
+    head = spec.partition(":")[0] if ":" in spec and not spec.startswith((".", "/")) else spec
+    name = "".join(c if c.isalnum() else "_" for c in head.rpartition("/")[2])
+    return name.strip("_") or "data"
+
+
 def model_key(task: SweepTask, config: SweepConfig) -> str:
     """The model's cache folder name: readable part plus a hash of every training setting.
 
@@ -233,7 +248,7 @@ def model_key(task: SweepTask, config: SweepConfig) -> str:
     False
     """
     arch = config.architecture.rpartition(":")[2].rpartition(".")[2]
-    prefix = "" if config.data == "digits16" else f"{config.data}_"
+    prefix = "" if config.data == "digits16" else f"{_readable(config.data)}_"
     return f"{prefix}{task.name(arch, config.strength_units)}_{settings_hash(training_settings(task, config))}"
 
 

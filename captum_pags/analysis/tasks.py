@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .._kernel._io import atomic_write
 from ..datasets import digits16_subspace, load_digits16
@@ -118,20 +118,42 @@ def train_model(task: SweepTask, config: SweepConfig, train_data: Any = None) ->
     return model.to(config.device).eval(), info
 
 
+def train_source(config: SweepConfig) -> Any:
+    """The data source of a user's training images: ``train_data``, or the training split of a torchvision ``data``."""
+    from .components.images import TorchvisionData
+    from .components.parse import parse_data
+
+    if config.train_data is not None:
+        source = parse_data(config.train_data)
+    else:
+        source = parse_data(config.data)
+    if isinstance(source, TorchvisionData) and source.split != "train":
+        source = TorchvisionData(source.name_, source.root, "train", source.data_range)
+    return source
+
+
+def _gathered(source: Any, max_examples: int | None, batch_size: int = 256) -> tuple[Tensor, Tensor]:
+    xs, ys = zip(*source.batches(batch_size, max_examples))
+    return torch.cat(xs), torch.cat(ys)
+
+
 def training_data(config: SweepConfig) -> torch.utils.data.Dataset:
-    """The training split of ``config.data``."""
+    """The training split of ``config.data`` (or ``config.train_data``)."""
     if config.data == "digits16":
         return load_digits16("train").dataset()
-    from .components.embedded import EmbeddedData
+    from .components.embedded import EMBEDDED_DATASETS, EmbeddedData
 
-    images, labels = EmbeddedData(config.data, "train")._loaded()
+    if config.data in EMBEDDED_DATASETS:
+        images, labels = EmbeddedData(config.data, "train")._loaded()
+    else:
+        images, labels = _gathered(train_source(config), None)
     return torch.utils.data.TensorDataset(images, labels)
 
 
 def _components(config: SweepConfig, device: torch.device) -> tuple[Any, Any, Any, Any, dict[str, Any], Any]:
     """Test images and labels, score model, tangent space, shipped estimators and the exact space of the data."""
-    from .components.embedded import EmbeddedData
-    from .components.parse import parse_score_model, parse_tangent
+    from .components.embedded import EMBEDDED_DATASETS, EmbeddedData
+    from .components.parse import parse_data, parse_score_model, parse_tangent
     from .components.score import ScoreModels
 
     auto = config.score_model in ("auto", "shipped")  # the model shipped for the data
@@ -141,7 +163,7 @@ def _components(config: SweepConfig, device: torch.device) -> tuple[Any, Any, An
         exact: Any = digits16_subspace()
         extras: dict[str, Any] = {"decoder": digits16_decoder_tangent(device=device)}
         shipped: Any = load_digits16_score_model(device=device) if auto else None
-    else:
+    elif config.data in EMBEDDED_DATASETS:
         data = EmbeddedData(config.data, "test")
         x, y = data._loaded()
         exact = data.exact_tangent()
@@ -151,6 +173,10 @@ def _components(config: SweepConfig, device: torch.device) -> tuple[Any, Any, An
 
             extras = shapes32_tangent_estimators(device, sigma=0.1)
             shipped = load_shapes32_score_model(device) if auto else None
+    else:  # the user's data: no known manifold, no shipped pieces
+        data = parse_data(config.data)
+        x, y = _gathered(data, config.n_eval)
+        exact, extras, shipped = None, {}, None
     x, y = x[: config.n_eval].to(device), y[: config.n_eval].to(device)
     score = shipped
     models = ScoreModels(shipped, None) if shipped is not None else None
@@ -160,7 +186,8 @@ def _components(config: SweepConfig, device: torch.device) -> tuple[Any, Any, An
     if config.tangent == "exact":
         space = exact
     else:
-        data = EmbeddedData(config.data, "test")
+        if config.data in EMBEDDED_DATASETS or config.data == "digits16":
+            data = EmbeddedData(config.data, "test")
         space, _ = parse_tangent(config.tangent).build(data, scores=models, sigma=config.sigma, device=device)
     return x, y, score, space, extras, exact
 

@@ -35,10 +35,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sweep.add_argument(
         "--data",
         default="digits16",
-        help="embedded dataset whose training split trains the models and whose test split is measured: "
-        "digits16 or shapes32 (3x32x32 colour shapes on a curved manifold; its report adds the principal angles "
-        "of the decoder, local-PCA and denoiser tangent spaces to the exact one), e.g. --data shapes32 "
-        "(default: digits16)",
+        help="data whose training split trains the models and whose test split is measured: digits16 or shapes32 "
+        "(3x32x32 colour shapes on a curved manifold; its report adds the principal angles of the decoder, "
+        "local-PCA and denoiser tangent spaces to the exact one), a torchvision dataset on disk (cifar10:ROOT), "
+        "or a .npz/.pt file or image folder of yours (measured; give --train-data and --tangent), "
+        "e.g. --data shapes32 (default: digits16)",
+    )
+    sweep.add_argument(
+        "--train-data",
+        default=None,
+        help="training images for --data of your own: a .npz/.pt file with x, y or an image folder "
+        "(cifar10:ROOT trains on its own training split), e.g. --train-data train.npz (default: none)",
     )
     sweep.add_argument(
         "--score-model",
@@ -152,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
     overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     overrides["architecture"] = args.architecture
     overrides["data"], overrides["score_model"], overrides["tangent"] = args.data, args.score_model, args.tangent
+    if args.train_data is not None:
+        overrides["train_data"] = args.train_data
     if args.architecture_kwargs is not None:
         overrides["architecture_kwargs"] = _json_object(args.architecture_kwargs)
     overrides["strength_units"] = args.strength_units
