@@ -235,3 +235,29 @@ def test_user_data_needs_an_estimated_tangent_and_embedded_data_refuses_train_da
         SweepConfig(data=f"cifar10:{root}")
     with pytest.raises(ValueError, match="trains on its own training split"):
         SweepConfig(data="digits16", train_data=f"cifar10:{root}")
+
+
+def test_a_score_model_that_does_not_fit_the_data_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    from analysis_assets import tiny_unet
+    from diffusers import DDPMScheduler
+
+    from captum_pags.scores import DiffusersScore
+
+    with torch.random.fork_rng(devices=[]):
+        DiffusersScore(tiny_unet(11), DDPMScheduler(num_train_timesteps=1000), null_class=10).save_pretrained(
+            tmp_path / "cifar_unet"
+        )
+    monkeypatch.setattr(tasks_module, "train_model", lambda *a, **k: pytest.fail("work started"))
+    argv = [
+        "sweep",
+        "--quick",
+        "--quiet",
+        "--out",
+        str(tmp_path / "out"),
+        "--score-model",
+        str(tmp_path / "cifar_unet"),
+    ]
+    assert main(argv) == 2  # a 3x32x32 UNet for 1x16x16 digits16
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("captum-pags: error:") and "--score-model" in err[0], err
+    assert not (tmp_path / "out").exists()

@@ -48,12 +48,25 @@ def _check_run(config: SweepConfig) -> None:
 
     AnalysisSettings(device=config.device).check_device()
     _check_architecture(config)
+    _check_score_model(config)
     out = Path(config.out).expanduser()
     if out.exists() and not out.is_dir():
         raise AnalysisInputError(f"Expected `out` to be a folder but {config.out!r} is a file: choose another --out")
     parent = out if out.exists() else next((q for q in out.parents if q.exists()), Path("."))
     if not os.access(parent, os.W_OK):
         raise AnalysisInputError(f"cannot write the sweep to {config.out!r}: {str(parent)!r} is not writable")
+
+
+def _check_score_model(config: SweepConfig) -> None:
+    """Refuse a score model of the user's that does not fit the data, from its configs (as ``analyze`` does)."""
+    if config.score_model in ("auto", "shipped", "none"):
+        return
+    from .components.embedded import EMBEDDED_DATASETS, EmbeddedData
+    from .components.fit import check_score_fit
+    from .components.parse import parse_data, parse_score_model
+
+    data = EmbeddedData(config.data, "test") if config.data in EMBEDDED_DATASETS else parse_data(config.data)
+    check_score_fit(data, parse_score_model(config.score_model))
 
 
 def _check_architecture(config: SweepConfig) -> None:
