@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	# torch first, pinned, so that no other torch build is ever pulled in
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -e ".[dev,docs]"
+	$(PY) -m pip install -e ".[dev,docs,lpips,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)
