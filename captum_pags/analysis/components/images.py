@@ -21,19 +21,33 @@ def _to_tensor() -> Any:
     return transforms.ToTensor()
 
 
-class _Loader:
-    """Batches of a map-style torchvision dataset through a single-process ``DataLoader``."""
+class _TorchDatasetSource(DataSource):
+    """A data source over a map-style torchvision dataset ``self.dataset`` (read by a single-process ``DataLoader``)."""
 
-    @staticmethod
-    def batches(
-        dataset: Any, batch_size: int, n: int, data_range: tuple[float, float]
-    ) -> Iterator[tuple[Tensor, Tensor]]:
+    dataset: Any
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Per-example shape of the first image."""
+        return tuple(int(s) for s in self.dataset[0][0].shape)
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes (of class folders, for an image folder)."""
+        return len(self.dataset.classes)
+
+    def batches(self, batch_size: int, max_examples: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """Yield ``(x, y)`` batches decoded from the dataset, in data units."""
         from torch.utils.data import DataLoader, Subset
 
-        loader = DataLoader(Subset(dataset, range(n)), batch_size=batch_size, shuffle=False, num_workers=0)
+        n = self.count(max_examples)
+        loader = DataLoader(Subset(self.dataset, range(n)), batch_size=batch_size, shuffle=False, num_workers=0)
         try:
             for x, y in loader:
-                yield _scaled(x, data_range), torch.as_tensor(y).long()
+                yield _scaled(x, self.data_range), torch.as_tensor(y).long()
         except RuntimeError as err:
             if "stack expects each tensor to be equal size" in str(err):
                 raise AnalysisInputError(
@@ -42,7 +56,7 @@ class _Loader:
             raise
 
 
-class ImageFolderData(DataSource):
+class ImageFolderData(_TorchDatasetSource):
     """Images in torchvision's ``ImageFolder`` layout, ``root/<class name>/<image>``, read a batch at a time.
 
     Classes are the sub-folder names in sorted order (label 0 is the first), as
@@ -88,23 +102,6 @@ class ImageFolderData(DataSource):
         """``{"kind": "image_folder", "root": ..., "data_range": [lo, hi]}``."""
         return {"kind": self.kind, "root": self.root, "data_range": list(self.data_range)}
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Per-example shape of the first image."""
-        return tuple(int(s) for s in self.dataset[0][0].shape)
-
-    @property
-    def num_classes(self) -> int | None:
-        """Number of class folders."""
-        return len(self.dataset.classes)
-
-    def batches(self, batch_size: int, max_examples: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield ``(x, y)`` batches decoded from the image files."""
-        return _Loader.batches(self.dataset, batch_size, self.count(max_examples), self.data_range)
-
 
 # ------------------------------------------------------------------------------------- torchvision
 #: Datasets of ``torchvision.datasets`` that ``--data NAME:ROOT`` reads from disk, by name.
@@ -116,7 +113,7 @@ TORCHVISION_DATASETS: dict[str, str] = {
 }
 
 
-class TorchvisionData(DataSource):
+class TorchvisionData(_TorchDatasetSource):
     """A torchvision dataset already on disk, opened with ``download=False`` (nothing is downloaded).
 
     ``cifar10`` is :class:`torchvision.datasets.CIFAR10` ``(root, train=False)``; its training split
@@ -175,29 +172,12 @@ class TorchvisionData(DataSource):
             "data_range": list(self.data_range),
         }
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Per-example shape of the first image."""
-        return tuple(int(s) for s in self.dataset[0][0].shape)
-
-    @property
-    def num_classes(self) -> int | None:
-        """Number of classes."""
-        return len(self.dataset.classes)
-
-    def batches(self, batch_size: int, max_examples: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield ``(x, y)`` batches."""
-        return _Loader.batches(self.dataset, batch_size, self.count(max_examples), self.data_range)
-
     def reference(self, max_examples: int) -> Tensor | None:
         """Images of the training split when it is on disk, else None."""
         if self.split == "train":
             return None
         try:
-            train = self._open(True)
+            train = TorchvisionData(self.name_, self.root, "train", self.data_range)
         except AnalysisInputError:
             return None
-        return torch.cat([x for x, _ in _Loader.batches(train, 256, min(len(train), max_examples), self.data_range)])
+        return torch.cat([x for x, _ in train.batches(256, min(len(train), max_examples))])
