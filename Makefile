@@ -43,14 +43,14 @@ test: lint docs pytest
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
 
-# Mutation testing of the core modules ([tool.mutmut] in pyproject.toml); not part of `make test`.
-# `make mutation MUTANTS='captum_pags.training.losses*'` restricts the run to matching mutants.
+# Mutation testing of the core modules, one room at a time with that room's tests
+# (scripts/mutation.py; base settings in [tool.mutmut] of pyproject.toml); not part of `make test`.
+# `make mutation ROOMS=training MUTANTS='captum_pags.training.losses*'` runs one room, matching mutants.
 MUTATION_JOBS ?= 2
+ROOMS ?=
 MUTANTS ?=
 mutation: $(STAMP)
-	rm -rf mutants
-	OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
-	$(VENV)/bin/mutmut results
+	$(PY) scripts/mutation.py $(ROOMS) --jobs $(MUTATION_JOBS) $(if $(MUTANTS),--mutants $(MUTANTS))
 
 clean:
 	rm -rf docs/_build docs/auto_examples docs/generated report .pytest_cache

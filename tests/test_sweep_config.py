@@ -38,6 +38,8 @@ from captum_pags.cli import main
         ({"architecture": "resnet"}, ValueError, "`architecture`"),
         ({"architecture_kwargs": [1]}, TypeError, "`architecture_kwargs` to be a dict"),
         ({"pgd_steps": 0}, ValueError, "`pgd_steps` to be >= 1"),
+        ({"lr_schedule": "linear"}, ValueError, "`lr_schedule`"),
+        ({"data": ""}, TypeError, "`data` to be a non-empty str"),
     ],
 )
 def test_bad_settings_are_refused_at_construction(kwargs, error, match):
@@ -87,6 +89,8 @@ def test_grid_tasks_share_the_plain_model_and_shards_cover_it_once():
         {"lr": 2e-3},
         {"batch_size": 32},
         {"architecture": "cnn"},
+        {"architecture": "convnet"},
+        {"lr_schedule": "cosine"},
         {"architecture_kwargs": {"hidden": [64, 64]}},
     ],
 )

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from .._kernel._validation import check_choice, check_int, check_positive
 
-__all__ = ["METHODS", "SweepConfig"]
+__all__ = ["DATA_RECIPES", "METHODS", "DataRecipe", "SweepConfig", "data_recipe"]
 
 #: Training methods of the sweep, each with its strength parameter.
 METHODS: dict[str, str] = {
@@ -29,6 +29,50 @@ QUICK_STRENGTHS: dict[str, tuple[float, ...]] = {
     "noise": (0.0, 1.0, 5.0),
     "pgd": (0.0, 1.0, 8.0),
 }
+#: Strengths of the default ``shapes32`` sweep (its :class:`~captum_pags.models.ConvNet` collapses
+#: at smaller strengths than the ``digits16`` MLP: noise sigma 2 leaves it near chance).
+SHAPES32_STRENGTHS: dict[str, tuple[float, ...]] = {
+    "gradient_norm": (0.0, 0.3, 1.0, 100.0),
+    "noise": (0.0, 0.05, 0.25, 2.0),
+    "pgd": (0.0, 0.25, 1.0, 4.0),
+}
+#: Strengths of the ``shapes32`` ``--quick`` grid: none, the alignment peak, excessive.
+SHAPES32_QUICK_STRENGTHS: dict[str, tuple[float, ...]] = {
+    "gradient_norm": (0.0, 0.3, 100.0),
+    "noise": (0.0, 0.25, 2.0),
+    "pgd": (0.0, 1.0, 4.0),
+}
+
+
+@dataclass(frozen=True)
+class DataRecipe:
+    """How the sweep trains on one dataset where a setting is not given (see :data:`DATA_RECIPES`)."""
+
+    architecture: str
+    epochs: int
+    lr: float
+    lr_schedule: str
+    seeds: tuple[int, ...]
+    strengths: dict[str, tuple[float, ...]]
+    quick_strengths: dict[str, tuple[float, ...]]
+
+
+#: The training recipe of each embedded dataset; data of your own get ``digits16``'s.
+DATA_RECIPES: dict[str, DataRecipe] = {
+    "digits16": DataRecipe("mlp", 20, 1e-3, "constant", (0, 1, 2), DEFAULT_STRENGTHS, QUICK_STRENGTHS),
+    "shapes32": DataRecipe("convnet", 10, 2e-3, "cosine", (0,), SHAPES32_STRENGTHS, SHAPES32_QUICK_STRENGTHS),
+}
+
+
+def data_recipe(data: str) -> DataRecipe:
+    """The recipe of ``--data`` (``digits16``'s for data of your own).
+
+    Examples
+    --------
+    >>> data_recipe("shapes32").architecture, data_recipe("cifar10:./data").architecture
+    ('convnet', 'mlp')
+    """
+    return DATA_RECIPES.get(data, DATA_RECIPES["digits16"])
 
 
 def _grid(method: str, values: Any) -> tuple[float, ...]:
@@ -86,9 +130,9 @@ def _check_components(config: SweepConfig) -> None:
     if config.score_model != "auto":
         parse_score_model(config.score_model)
     arch = config.architecture
-    if arch not in ("mlp", "cnn") and (":" not in arch or not all(arch.partition(":")[::2])):
+    if arch not in ("mlp", "cnn", "convnet") and (":" not in arch or not all(arch.partition(":")[::2])):
         raise AnalysisInputError(
-            "Expected `architecture` (--architecture) to be mlp, cnn or a class module:Name "
+            "Expected `architecture` (--architecture) to be mlp, cnn, convnet or a class module:Name "
             "(e.g. torchvision.models:resnet18) "
             f"but got {arch!r}"
         )
@@ -106,8 +150,9 @@ class SweepConfig:
     ----------
     methods : tuple of str
         Training methods, keys of :data:`METHODS`.
-    strengths : dict of str to tuple of float
-        Regularisation strengths per method (0 = plain cross-entropy).
+    strengths : dict of str to tuple of float, optional
+        Regularisation strengths per method (0 = plain cross-entropy); methods left out get the
+        data's grid (:data:`DATA_RECIPES`).
     strength_units : {"ours", "paper"}
         ``"paper"``: the strengths are the paper's values (its released training script's
         ``--reg-constant`` / ``--epsilon`` / ``--noise-std``) at this sweep's ``batch_size``,
@@ -133,17 +178,25 @@ class SweepConfig:
         tangent alignment and on-/off-manifold robustness, ``"exact"`` by default; the shipped
         estimators of the data (digits16: the decoder; shapes32: decoder, local PCA, denoiser)
         are measured next to it.
-    architecture : str
-        Classifier trained for every point of the grid: ``"mlp"``, ``"cnn"``, or a class
-        ``"module:Name"`` such as ``"torchvision.models:resnet18"``.
+    architecture : str, optional
+        Classifier trained for every point of the grid: ``"mlp"``, ``"cnn"``, ``"convnet"``
+        (:class:`~captum_pags.models.ConvNet`), or a class ``"module:Name"`` such as
+        ``"torchvision.models:resnet18"``. ``None``: the data's (``mlp`` for ``digits16`` and data
+        of your own, ``convnet`` for ``shapes32``).
     architecture_kwargs : dict
         Keyword arguments of the architecture's class (:class:`~captum_pags.models.MLP`,
         :class:`~captum_pags.models.SmallCNN` or the named class), e.g. ``{"hidden": [64, 64]}``
         for the MLP or ``{"num_classes": 10}`` for a torchvision model.
     epochs, batch_size, lr : int, int, float
-        Adam training settings.
-    seeds : tuple of int
-        One model per seed and grid point (three by default: the report shows mean +- sd).
+        Adam training settings; ``None`` epochs or lr: the data's (:data:`DATA_RECIPES`: 20 and
+        1e-3 for ``digits16``, 10 and 2e-3 for ``shapes32``).
+    lr_schedule : {"constant", "cosine"}, optional
+        Learning rate over the epochs: constant, or cosine annealing to 0
+        (:class:`torch.optim.lr_scheduler.CosineAnnealingLR`, stepped once per epoch). ``None``:
+        the data's (constant for ``digits16``, cosine for ``shapes32``).
+    seeds : tuple of int, optional
+        One model per seed and grid point; the report shows mean +- sd over them. ``None``: the
+        data's (three for ``digits16``, one for ``shapes32`` to fit in 10 minutes on 2 cores).
     sigma : float
         Noise level of the score model (``[0, 1]`` pixel units) for perceptual alignment.
     epsilons : tuple of float
@@ -172,21 +225,25 @@ class SweepConfig:
     ((0.0, 1.0, 1000.0), ('gradient_norm', 'noise'))
     >>> SweepConfig.from_dict(cfg.to_dict()) == cfg
     True
+    >>> shapes = SweepConfig(data="shapes32")
+    >>> shapes.architecture, shapes.epochs, shapes.lr_schedule, shapes.seeds
+    ('convnet', 10, 'cosine', (0,))
     """
 
     methods: tuple[str, ...] = ("gradient_norm", "noise")
-    strengths: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_STRENGTHS))
+    strengths: dict[str, tuple[float, ...]] | None = None
     strength_units: Literal["ours", "paper"] = "ours"
     data: str = "digits16"
     train_data: str | None = None
     score_model: str = "auto"
     tangent: str = "exact"
-    architecture: str = "mlp"
+    architecture: str | None = None
     architecture_kwargs: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 20
+    epochs: int | None = None
     batch_size: int = 64
-    lr: float = 1e-3
-    seeds: tuple[int, ...] = (0, 1, 2)
+    lr: float | None = None
+    lr_schedule: Literal["constant", "cosine"] | None = None
+    seeds: tuple[int, ...] | None = None
     sigma: float = 0.3
     epsilons: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
     n_samples: int = 10
@@ -208,15 +265,24 @@ class SweepConfig:
             check_choice("methods", m, tuple(METHODS))
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"Expected `methods` to name each method once but got {list(self.methods)}")
+        if not isinstance(self.data, str) or not self.data:
+            raise TypeError(f"Expected `data` to be a non-empty str but got {self.data!r}")
+        recipe = data_recipe(self.data)
+        if self.strengths is None:
+            self.strengths = {}
         if not isinstance(self.strengths, dict):
             raise TypeError(f"Expected `strengths` to be a dict of method to strengths but got {self.strengths!r}")
         unknown = sorted(set(self.strengths) - set(METHODS))
         if unknown:
             raise ValueError(f"Expected the keys of `strengths` to be methods {list(METHODS)} but got {unknown}")
-        merged = dict(DEFAULT_STRENGTHS)
+        for name in ("architecture", "epochs", "lr", "lr_schedule", "seeds"):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(recipe, name))
+        merged = dict(recipe.strengths)
         merged.update({k: _grid(k, v) for k, v in self.strengths.items()})
         self.strengths = merged
         check_choice("strength_units", self.strength_units, ("ours", "paper"))
+        check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
         _check_components(self)
         if not isinstance(self.architecture_kwargs, dict) or not all(
             isinstance(k, str) for k in self.architecture_kwargs
@@ -251,14 +317,21 @@ class SweepConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> SweepConfig:
-        """A reduced grid (three strengths per method, one seed, fewer examples) for a first look or CI."""
+        """A reduced grid (three strengths per method, one seed, fewer examples) for a first look or CI.
+
+        The grid is the data's (:data:`DATA_RECIPES`): for ``shapes32`` no regularisation, the
+        alignment peak and an excessive strength, so the inverted U shows in three points.
+        """
+        recipe = data_recipe(overrides.get("data", "digits16"))
         settings: dict[str, Any] = {
-            "strengths": dict(QUICK_STRENGTHS),
+            "strengths": dict(recipe.quick_strengths),
             "n_eval": 200,
             "n_samples": 4,
             "epsilons": (0.5, 1.0),
             "seeds": (0,),
         }
+        if isinstance(overrides.get("strengths"), dict):  # methods left out keep the quick grid
+            overrides = {**overrides, "strengths": {**settings["strengths"], **overrides["strengths"]}}
         settings.update(overrides)
         return cls(**settings)
 
@@ -288,5 +361,23 @@ class SweepConfig:
         return cls(**d)
 
     def replace(self, **changes: Any) -> SweepConfig:
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again).
+
+        A change of ``data`` also moves the settings that are the old data's defaults
+        (:data:`DATA_RECIPES`) to the new data's; settings given explicitly stay.
+
+        Examples
+        --------
+        >>> SweepConfig().replace(data="shapes32").architecture
+        'convnet'
+        >>> SweepConfig(epochs=3).replace(data="shapes32").epochs
+        3
+        """
+        if "data" in changes and changes["data"] != self.data:
+            old = data_recipe(self.data)
+            for name in ("architecture", "epochs", "lr", "lr_schedule", "seeds"):
+                if name not in changes and getattr(self, name) == getattr(old, name):
+                    changes[name] = None
+            if "strengths" not in changes:
+                changes["strengths"] = {m: v for m, v in self.strengths.items() if v != old.strengths.get(m)}
         return replace(self, **changes)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models import MLP, SmallCNN
+from ..models import MLP, ConvNet, SmallCNN
 from ..training import AdversarialLoss, GradientNormLoss, RandomizedSmoothingLoss, StandardLoss, from_paper_strength
 from .config import SweepConfig
 
@@ -144,6 +144,9 @@ def build_model(config: SweepConfig) -> nn.Module:
         kwargs = {"in_channels": shape[0], "num_classes": classes, **kwargs}
         if shape != (1, 16, 16):  # the digits16 default stays as it was
             kwargs = {"input_size": shape[-1], **kwargs}
+    elif config.architecture == "convnet":
+        cls = ConvNet
+        kwargs = {"in_channels": shape[0], "num_classes": classes, **kwargs}
     elif config.architecture == "mlp":
         cls = MLP
         kwargs = {"input_shape": shape, "hidden": (256, 128, 128), "num_classes": classes, **kwargs}
@@ -222,6 +225,8 @@ def training_settings(task: SweepTask, config: SweepConfig) -> dict[str, Any]:
         "batch_size": config.batch_size,
         "lr": config.lr,
         "optimizer": "Adam",
+        # only when not constant, so models trained before the option existed keep their cache keys
+        **({"lr_schedule": config.lr_schedule} if config.lr_schedule != "constant" else {}),
     }
 
 

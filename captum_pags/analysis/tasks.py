@@ -93,12 +93,18 @@ def train_model(task: SweepTask, config: SweepConfig, train_data: Any = None) ->
         torch.manual_seed(task.seed)
         model = build_model(config)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+            if config.lr_schedule == "cosine"
+            else None
+        )
         fit(
             model,
             make_loss(task, config),
             loader,
             epochs=config.epochs,
             optimizer=optimizer,
+            scheduler=scheduler,
             checkpoint_dir=checkpoints,
             resume=True,
             seed=task.seed,
@@ -119,7 +125,8 @@ def train_model(task: SweepTask, config: SweepConfig, train_data: Any = None) ->
 
 
 def train_source(config: SweepConfig) -> Any:
-    """The data source of a user's training images: ``train_data``, or the training split of a torchvision ``data``."""
+    """The training images: ``train_data``, or the training split of a torchvision or embedded ``data``."""
+    from .components.embedded import EmbeddedData
     from .components.images import TorchvisionData
     from .components.parse import parse_data
 
@@ -129,6 +136,8 @@ def train_source(config: SweepConfig) -> Any:
         source = parse_data(config.data)
     if isinstance(source, TorchvisionData) and source.split != "train":
         source = TorchvisionData(source.name_, source.root, "train", source.data_range)
+    if isinstance(source, EmbeddedData) and source.split != "train":
+        source = EmbeddedData(source.name, "train")
     return source
 
 

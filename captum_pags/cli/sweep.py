@@ -11,7 +11,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``sweep`` subcommand to ``sub``."""
-    from ..analysis.config import DEFAULT_STRENGTHS, QUICK_STRENGTHS, SweepConfig
+    from ..analysis.config import DATA_RECIPES
 
     sweep = sub.add_parser(
         "sweep",
@@ -62,16 +62,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     sweep.add_argument(
         "--architecture",
-        default="mlp",
-        help="classifier to train: mlp (256-128-128), cnn (a small softplus CNN; slower, give it >= 20 epochs) or a "
-        "class module:Name, e.g. --architecture torchvision.models:resnet18 (default: mlp)",
+        default=None,
+        help="classifier to train: mlp (256-128-128), cnn (a small softplus CNN; slower, give it >= 20 epochs), "
+        "convnet (a pooled ReLU CNN for 3x32x32 images) or a class module:Name, e.g. --architecture "
+        "torchvision.models:resnet18 (default: the data's; digits16 and your own data: mlp, shapes32: convnet)",
     )
     sweep.add_argument(
         "--architecture-kwargs",
         default=None,
         metavar="JSON",
         help="keyword arguments of the architecture's class as a JSON object, e.g. --architecture-kwargs "
-        "'{\"num_classes\": 10}' (default: none; mlp and cnn get the data's shape and class count)",
+        "'{\"num_classes\": 10}' (default: none; mlp, cnn and convnet get the data's shape and class count)",
     )
     for method, what in (
         ("gradient_norm", "lambda grid for gradient_norm"),
@@ -82,8 +83,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             f"--strengths-{method.replace('_', '-')}",
             type=floats,
             default=None,
-            help=f"{what}, comma-separated (default: {grid(DEFAULT_STRENGTHS[method])}; "
-            f"with --quick: {grid(QUICK_STRENGTHS[method])})",
+            help=f"{what}, comma-separated (default: the data's; "
+            + "; ".join(
+                f"{data}: {grid(recipe.strengths[method])}, with --quick: {grid(recipe.quick_strengths[method])}"
+                for data, recipe in DATA_RECIPES.items()
+            )
+            + ")",
         )
     sweep.add_argument(
         "--strength-units",
@@ -92,18 +97,35 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="units of the strength grids: ours, or the paper's (its training script's --reg-constant, --epsilon, "
         "--noise-std at this sweep's batch size), converted for training (default: ours)",
     )
+
+    def per_data(setting: str) -> str:
+        values = ", ".join(f"{data}: {getattr(recipe, setting):g}" for data, recipe in DATA_RECIPES.items())
+        return f"(default: the data's; {values})"
+
+    for flag, kind, what, setting in (
+        ("--epochs", int, "training epochs per model", "epochs"),
+        ("--lr", float, "Adam learning rate", "lr"),
+    ):
+        sweep.add_argument(flag, type=kind, default=None, help=f"{what} {per_data(setting)}")
+    schedules = ", ".join(f"{data}: {recipe.lr_schedule}" for data, recipe in DATA_RECIPES.items())
     sweep.add_argument(
-        "--epochs", type=int, default=None, help=f"training epochs per model (default: {SweepConfig.epochs})"
+        "--lr-schedule",
+        choices=["constant", "cosine"],
+        default=None,
+        help=f"learning rate over the epochs: constant or cosine annealing to 0 (default: the data's; {schedules})",
     )
     sweep.add_argument(
         "--seeds",
         type=ints,
         default=None,
         help="comma-separated training seeds, one model per seed; the report shows mean +- sd over them "
-        "(default: 0,1,2; with --quick: 0)",
+        "(default: the data's; digits16: 0,1,2, shapes32: 0; with --quick: 0)",
     )
     sweep.add_argument(
-        "--quick", action="store_true", help="a reduced grid (3 strengths per method) that runs in about 20 s (for CI)"
+        "--quick",
+        action="store_true",
+        help="a reduced grid (3 strengths per method, one seed) for a first look or CI: about 20 s on digits16, "
+        "3 minutes on shapes32",
     )
     sweep.add_argument("--retrain", action="store_true", help="ignore cached models and train again")
     sweep.add_argument(
@@ -157,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = settings(args)
     overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    overrides["architecture"] = args.architecture
+    for name in ("architecture", "lr", "lr_schedule"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
     overrides["data"], overrides["score_model"], overrides["tangent"] = args.data, args.score_model, args.tangent
     if args.train_data is not None:
         overrides["train_data"] = args.train_data

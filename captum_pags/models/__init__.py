@@ -6,7 +6,7 @@ from .autoencoder import (
     digits16_decoder_tangent,
     load_digits16_autoencoder,
 )
-from .classifiers import MLP, SmallCNN
+from .classifiers import MLP, ConvNet, SmallCNN
 from .score_unet import DIGITS16_NULL_CLASS, DIGITS16_SCORE_WEIGHTS, digits16_score_unet, load_digits16_score_model
 from .shapes32 import (
     SHAPES32_AUTOENCODER_DIR,
@@ -28,6 +28,7 @@ __all__ = [
     "SHAPES32_AUTOENCODER_DIR",
     "SHAPES32_NULL_CLASS",
     "SHAPES32_SCORE_WEIGHTS",
+    "ConvNet",
     "Digits16Autoencoder",
     "Shapes32Autoencoder",
     "SmallCNN",

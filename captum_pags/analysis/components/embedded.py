@@ -63,12 +63,60 @@ def _digits16_tangent(split: str) -> Any:
     return digits16_subspace()
 
 
+class _Registry(dict):
+    """A dict of embedded datasets whose every lookup sees the package's own ones.
+
+    ``shapes32`` is registered on the first lookup (its module is imported only then), so a
+    membership test such as ``"shapes32" in EMBEDDED_DATASETS`` is true from the start: code that
+    branches on it cannot take the path for data of your own by mistake.
+    """
+
+    _known_added = False
+
+    def _ensure(self) -> None:
+        if not self._known_added:
+            self._known_added = True
+            _register_known(self)
+
+    def __contains__(self, key: object) -> bool:
+        self._ensure()
+        return super().__contains__(key)
+
+    def __getitem__(self, key: str) -> EmbeddedDataset:
+        self._ensure()
+        return super().__getitem__(key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._ensure()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._ensure()
+        return super().__len__()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._ensure()
+        return super().get(key, default)
+
+    def keys(self) -> Any:
+        self._ensure()
+        return super().keys()
+
+    def items(self) -> Any:
+        self._ensure()
+        return super().items()
+
+    def values(self) -> Any:
+        self._ensure()
+        return super().values()
+
+
 #: Embedded datasets by name; :func:`register_embedded_dataset` adds one.
-EMBEDDED_DATASETS: dict[str, EmbeddedDataset] = {
-    "digits16": EmbeddedDataset(
+EMBEDDED_DATASETS: dict[str, EmbeddedDataset] = _Registry(
+    digits16=EmbeddedDataset(
         _load_digits16, ("train", "test"), _digits16_tangent, 10, (1, 16, 16), shipped_score=lambda: "shipped"
     ),
-}
+)
 
 
 def register_embedded_dataset(name: str, dataset: EmbeddedDataset) -> None:
@@ -84,19 +132,18 @@ def register_embedded_dataset(name: str, dataset: EmbeddedDataset) -> None:
     EMBEDDED_DATASETS[name] = dataset
 
 
-def _register_known() -> None:
-    """Embedded datasets that exist in this version of the package (shapes32 when present)."""
-    if "shapes32" in EMBEDDED_DATASETS:
-        return
+def _register_known(registry: dict[str, EmbeddedDataset]) -> None:
+    """Add the embedded datasets that exist in this version of the package (shapes32 when present)."""
     from ... import datasets
 
     load, tangent = getattr(datasets, "load_shapes32", None), getattr(datasets, "shapes32_tangent", None)
-    if load is None:
+    if load is None or dict.__contains__(registry, "shapes32"):
         return
+    from ...datasets.shapes32_render import SHAPES32_CLASSES, SHAPES32_SHAPE
 
     def _load(split: str) -> tuple[Tensor, Tensor]:
         d = load(split)
-        return (d.images, d.labels) if hasattr(d, "images") else (d[0], d[1])
+        return d.images, d.labels
 
     def _score() -> str | None:
         from ...models import shapes32 as shapes32_models
@@ -104,9 +151,10 @@ def _register_known() -> None:
         folder = getattr(shapes32_models, "SHAPES32_SCORE_WEIGHTS", None)
         return str(folder) if folder is not None and folder.is_dir() else None
 
-    x, y = _load("test")
-    EMBEDDED_DATASETS["shapes32"] = EmbeddedDataset(
-        _load, ("train", "test"), tangent, int(y.max()) + 1, tuple(int(s) for s in x.shape[1:]), _score
+    dict.__setitem__(
+        registry,
+        "shapes32",
+        EmbeddedDataset(_load, ("train", "test"), tangent, len(SHAPES32_CLASSES), tuple(SHAPES32_SHAPE), _score),
     )
 
 
@@ -133,8 +181,6 @@ class EmbeddedData(DataSource):
     kind = "embedded"
 
     def __init__(self, name: str = "digits16", split: str = "test") -> None:
-        if name not in EMBEDDED_DATASETS:
-            _register_known()
         if name not in EMBEDDED_DATASETS:
             raise AnalysisInputError(f"Expected an embedded dataset among {sorted(EMBEDDED_DATASETS)} but got {name!r}")
         self.name, self.split = name, split

@@ -96,7 +96,7 @@ def parse_data(text: str, data_range: tuple[float, float] = (0.0, 1.0)) -> Any:
     {'kind': 'embedded', 'name': 'digits16', 'split': 'test'}
     """
     from .data import ArrayFileData
-    from .embedded import EMBEDDED_DATASETS, EmbeddedData, _register_known
+    from .embedded import EMBEDDED_DATASETS, EmbeddedData
     from .images import TORCHVISION_DATASETS, ImageFolderData, TorchvisionData
 
     if not isinstance(text, str) or not text:
@@ -104,8 +104,6 @@ def parse_data(text: str, data_range: tuple[float, float] = (0.0, 1.0)) -> Any:
     name, sep, root = text.partition(":")
     if sep and name.lower() in TORCHVISION_DATASETS:
         return TorchvisionData(name.lower(), str(Path(root).expanduser()), data_range=data_range)
-    if text not in EMBEDDED_DATASETS:
-        _register_known()
     if text in EMBEDDED_DATASETS:
         if data_range != (0.0, 1.0):
             raise AnalysisInputError(f"--data {text} is embedded data in [0, 1]; drop --data-range")
