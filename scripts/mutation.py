@@ -13,6 +13,7 @@ Usage (``make mutation`` runs every room)::
     python scripts/mutation.py training metrics   # some rooms
     python scripts/mutation.py kernel --jobs 1 --mutants 'captum_pags._kernel._linalg*'
     python scripts/mutation.py --summary          # the table of the last runs, no new run
+    python scripts/mutation.py manifold --rerun-survivors   # after writing tests for the survivors
 
 The table it prints has, per module, the mutants, how many the tests killed, the survivors and
 the score ``killed / (killed + survived + timeout)``; ``equivalent.toml`` lists the survivors
@@ -43,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "mutants-rooms"
 EQUIVALENT = ROOT / "scripts" / "equivalent.toml"
 
-#: room -> (modules mutated, test files run)
+#: room -> (modules mutated, test files run: the unit tests that call the room's modules directly)
 ROOMS: dict[str, tuple[list[str], list[str]]] = {
     "kernel": (
         ["captum_pags/_kernel/*"],
@@ -53,6 +54,7 @@ ROOMS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_captum_compat.py",
             "tests/test_metrics_gradients.py",
             "tests/test_bad_inputs_metrics.py",
+            "tests/test_manifold_gradient.py",
         ],
     ),
     "manifold": (
@@ -65,6 +67,10 @@ ROOMS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_tangent_denoiser.py",
             "tests/test_tangent_local_pca.py",
             "tests/test_bad_inputs_manifold.py",
+            "tests/test_linalg.py",
+            "tests/test_principal_angles.py",
+            "tests/test_shapes32.py",
+            "tests/test_shipped_autoencoder.py",
         ],
     ),
     "scores": (
@@ -77,6 +83,8 @@ ROOMS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_scores_reference.py",
             "tests/test_scores_load.py",
             "tests/test_bad_inputs_scores.py",
+            "tests/test_score_attribution.py",
+            "tests/test_shipped_score_model.py",
         ],
     ),
     "metrics": (
@@ -88,6 +96,9 @@ ROOMS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_metrics_perceptual.py",
             "tests/test_regimes.py",
             "tests/test_bad_inputs_metrics.py",
+            "tests/test_metrics_gradients.py",
+            "tests/test_metrics_distributed.py",
+            "tests/test_manifold_gradient.py",
         ],
     ),
     "training": (
@@ -106,6 +117,7 @@ ROOMS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_training_fit.py",
             "tests/test_training_resume.py",
             "tests/test_bad_inputs_training.py",
+            "tests/test_paper_units.py",
         ],
     ),
 }
@@ -240,18 +252,43 @@ def run_room(room: str, jobs: int, mutants: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def rerun_survivors(room: str, jobs: int) -> float:
+    """Copy the current tests into ``room``'s scratch tree and run its last survivors again."""
+    work = WORK / room
+    survivors = [name for name, status in _results(work).items() if status == "survived"]
+    if not survivors:
+        return 0.0
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for target in (work / "tests", work / "mutants" / "tests"):
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(ROOT / "tests", target, ignore=ignore)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    subprocess.run([_mutmut(), "run", "--max-children", str(jobs), *survivors], cwd=work, env=env, check=False)
+    return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rooms", nargs="*", help=f"rooms to run: {', '.join(ROOMS)} (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default: 2)")
     parser.add_argument("--mutants", nargs="*", default=[], help="mutant name patterns (fnmatch) to run")
     parser.add_argument("--summary", action="store_true", help="print the table of the last runs only")
+    parser.add_argument(
+        "--rerun-survivors",
+        action="store_true",
+        help="run the last survivors of each room again, with the tests as they are now (after writing new ones)",
+    )
     args = parser.parse_args(argv)
     rooms = args.rooms or list(ROOMS)
     unknown = sorted(set(rooms) - set(ROOMS))
     if unknown:
         parser.error(f"unknown rooms {unknown}; expected some of {list(ROOMS)}")
-    if not args.summary:
+    if args.rerun_survivors:
+        for room in rooms:
+            if (WORK / room / "mutants").exists():
+                print(f"room {room}: survivors rerun in {rerun_survivors(room, args.jobs) / 60:.1f} min")
+    elif not args.summary:
         for room in rooms:
             seconds = run_room(room, args.jobs, args.mutants)
             print(f"room {room}: {seconds / 60:.1f} min")

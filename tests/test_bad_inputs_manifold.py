@@ -258,6 +258,14 @@ case("fd-dim-float", lambda c: fd(c["ref"], 2.0), Raises(TypeError, "`dim` to be
 case("fd-method", lambda c: fd(c["ref"], 2, method="qr"), Raises(ValueError, "`method` to be one of"))
 case("fd-oversampling", lambda c: fd(c["ref"], 2, oversampling=-1), Raises(ValueError, "`oversampling` to be >= 0"))
 case("fd-chunk", lambda c: fd(c["ref"], 2, chunk_size=0), Raises(ValueError, "`chunk_size` to be >= 1"))
+case("fd-iterations", lambda c: fd(c["ref"], 2, iterations=-1), Raises(ValueError, "`iterations` to be >= 0"))
+case("fd-iterations-float", lambda c: fd(c["ref"], 2, iterations=1.5), Raises(TypeError, "`iterations` to be an int"))
+case("fd-seed-float", lambda c: fd(c["ref"], 2, seed=0.5), Raises(TypeError, "`seed` to be an int"))
+case(
+    "fd-no-iterations",
+    lambda c: torch.tensor(fd(c["ref"], 2, method="randomized", iterations=0).dim),
+    Equals(lambda c: torch.tensor(2), 0),
+)
 case("fd-const", lambda c: fd(torch.ones(6, 4), 1), Raises(ValueError, "`data` to vary"))
 case("fd-complex", lambda c: fd(c["ref"] * 1j, 1), Raises(TypeError, "`data` to be a real"))
 case(
@@ -290,6 +298,13 @@ case("lp-complex", lambda c: LP(c["ref"] * 1j, 2, 4), Raises(TypeError, "`refere
 case("lp-dim", lambda c: LP(c["ref"], 12, 20), Raises(ValueError, "`dim` to be < D = 12"))
 case("lp-nn", lambda c: LP(c["ref"], 3, 3), Raises(ValueError, "`n_neighbors` to be > `dim`"))
 case("lp-nn-big", lambda c: LP(c["ref"], 3, 61), Raises(ValueError, "`n_neighbors` to be <= the number"))
+case("lp-nn-float", lambda c: LP(c["ref"], 3, 4.0), Raises(TypeError, "`n_neighbors` to be an int"))
+case(
+    "lp-nn-all",
+    lambda c: torch.tensor(LP(c["ref"], 3, 60).basis(c["ref"][:2]).shape),
+    Equals(lambda c: torch.tensor([2, 3, 12]), 0),
+)
+case("lp-rtol0", lambda c: torch.tensor(LP(c["ref"], 3, 8, rtol=0.0).rtol), Equals(lambda c: torch.tensor(0.0), 0))
 case("lp-batch", lambda c: LP(c["ref"], 3, 6, batch_size=0), Raises(ValueError, "`batch_size` to be >= 1"))
 case("lp-rtol", lambda c: LP(c["ref"], 3, 6, rtol=-1.0), Raises(ValueError, "`rtol` to be a finite"))
 case("lp-query-shape", lambda c: LP(c["ref"], 3, 6).basis(torch.zeros(2, 11)), Raises(ValueError, "`inputs` to have"))

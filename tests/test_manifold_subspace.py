@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from captum_pags.manifold import LinearSubspace, orthonormal_rows
+from captum_pags.manifold import LinearSubspace, orthonormal_rows, principal_angles
 
 
 def test_basis_is_orthonormal_and_batched():
@@ -118,3 +118,69 @@ def test_bad_inputs_name_the_argument():
         space.project(torch.zeros(3, 1, 4, 4), torch.zeros(2, 1, 4, 4))
     with pytest.raises(ValueError, match="`dim` to be <= min"):
         LinearSubspace.from_data(torch.randn(3, 4), 5)
+
+
+def test_a_bad_batch_of_streamed_data_is_refused_naming_data():
+    good = torch.randn(8, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    bad = good.clone()
+    bad[2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"Expected `data` to hold finite values"):
+        LinearSubspace.from_data([good, bad], 2)
+    with pytest.raises(ValueError, match=r"Expected `data` to hold finite values"):
+        LinearSubspace.from_data([(good, torch.zeros(8)), (bad, torch.zeros(8))], 2)
+
+
+def test_from_data_defaults_are_the_documented_ones():
+    import inspect
+
+    params = inspect.signature(LinearSubspace.from_data).parameters
+    defaults = {k: params[k].default for k in ("center", "method", "oversampling", "iterations", "seed", "chunk_size")}
+    assert defaults == {
+        "center": True,
+        "method": "auto",
+        "oversampling": 10,
+        "iterations": 4,
+        "seed": 0,
+        "chunk_size": 4096,
+    }
+
+
+@pytest.mark.parametrize("method", ["full", "randomized"])
+def test_centring_on_and_off_with_a_large_offset(method):
+    # a plane through a far-away point: centred, the fit finds the plane; uncentred, the first
+    # direction is (close to) the offset's, for the full and the randomized route alike
+    gen = torch.Generator().manual_seed(2)
+    plane = torch.linalg.qr(torch.randn(40, 2, generator=gen, dtype=torch.float64))[0].T
+    offset = 50.0 * plane.new_tensor([1.0] + [0.0] * 39)
+    data = torch.randn(300, 2, generator=gen, dtype=torch.float64) @ plane + offset
+    centred = LinearSubspace.from_data(data, 2, method=method)
+    assert float(principal_angles(centred.rows, plane).max()) < 1e-8
+    torch.testing.assert_close(centred.mean, data.mean(0), rtol=0, atol=1e-12)
+    raw = LinearSubspace.from_data(data, 1, center=False, method=method)
+    assert float(raw.rows[0].abs()[0]) > 0.999 and float(raw.mean.abs().max()) == 0.0
+
+
+def test_dim_equal_to_the_smaller_size_is_accepted():
+    data = torch.randn(3, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    space = LinearSubspace.from_data(data, 3, center=False, method="full")
+    assert space.dim == 3
+
+
+def test_the_basis_follows_each_calls_dtype_after_a_call_in_another():
+    space = LinearSubspace(torch.eye(5, dtype=torch.float64)[:2])
+    assert space.basis(torch.zeros(1, 5)).dtype == torch.float32
+    assert space.basis(torch.zeros(1, 5, dtype=torch.float64)).dtype == torch.float64
+    assert space.basis(torch.zeros(1, 5)).dtype == torch.float32
+
+
+def test_streamed_data_may_start_with_a_single_example_but_not_be_empty():
+    gen = torch.Generator().manual_seed(3)
+    batches = [
+        torch.randn(1, 5, generator=gen, dtype=torch.float64),
+        torch.randn(9, 5, generator=gen, dtype=torch.float64),
+    ]
+    streamed = LinearSubspace.from_data(batches, 2, method="full")
+    whole = LinearSubspace.from_data(torch.cat(batches), 2, method="full")
+    torch.testing.assert_close(streamed.rows.abs(), whole.rows.abs(), rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="`data`"):
+        LinearSubspace.from_data([], 2)

@@ -59,3 +59,58 @@ def test_bad_arguments():
         CachedTangent(torch.eye(3), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="`points`"):
         CachedTangent(LinearSubspace(torch.eye(3)[:1]), torch.zeros(0, 3))
+
+
+class LabelSpace(LinearSubspace):
+    """A plane without a label; with label ``y``, the axis ``e_y`` (a space whose basis reads the target)."""
+
+    @property
+    def takes_target(self):
+        return True
+
+    def _basis_for(self, inputs, target):
+        if target is None:
+            return super()._basis(inputs)
+        n, d = inputs[0].shape[0], inputs[0][0].numel()
+        return torch.eye(d, dtype=inputs[0].dtype)[int(target)].expand(n, 1, d)
+
+
+def test_a_call_with_a_target_goes_to_the_estimator_with_its_target():
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    cached = CachedTangent(LabelSpace(torch.eye(4)[:1] * 0.6 + torch.eye(4)[1:2] * 0.8), x)
+    assert cached.takes_target
+    torch.testing.assert_close(cached.basis(x, target=2), torch.eye(4)[2].expand(3, 1, 4))
+    assert cached.hits == 0
+    torch.testing.assert_close(cached.basis(x), LabelSpace(torch.eye(4)[:1] * 0.6 + torch.eye(4)[1:2] * 0.8).basis(x))
+    assert cached.hits == 3
+
+
+def test_tuple_inputs_are_cached_and_passed_on_whole():
+    from captum_pags.manifold import LocalPCATangent
+
+    gen = torch.Generator().manual_seed(1)
+    a, b = torch.randn(100, 4, generator=gen), torch.randn(100, 2, 3, generator=gen)
+    space = LocalPCATangent((a, b), dim=2, n_neighbors=8)
+    qa, qb = torch.randn(5, 4, generator=gen), torch.randn(5, 2, 3, generator=gen)
+    cached = CachedTangent(space, (qa[:3], qb[:3]))
+    torch.testing.assert_close(cached.basis((qa[:3], qb[:3])), space.basis((qa[:3], qb[:3])))
+    assert cached.hits == 3
+    torch.testing.assert_close(cached.basis((qa, qb)), space.basis((qa, qb)))  # not all cached: estimated
+    assert cached.hits == 3
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.float64, torch.float32])
+def test_points_of_any_dtype_are_found_again(dtype):
+    points = (torch.arange(12).reshape(3, 4) * 3 - 5).to(dtype)
+    cached = CachedTangent(LinearSubspace(torch.eye(4)[:2]), points)
+    cached.basis(points)
+    assert cached.hits == 3
+
+
+def test_the_cache_keeps_the_estimators_input_shape_and_names_points():
+    cached = CachedTangent(LinearSubspace(torch.eye(4)[:2]), torch.zeros(2, 4))
+    assert cached.input_shape == cached.space.input_shape
+    with pytest.raises(ValueError, match="per-example shape"):
+        cached.basis(torch.zeros(2, 5))
+    with pytest.raises(TypeError, match="`points`"):
+        CachedTangent(LinearSubspace(torch.eye(4)[:2]), [[0.0] * 4])

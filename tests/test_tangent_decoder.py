@@ -248,3 +248,29 @@ def test_bad_input_raises_and_leaves_model_unchanged():
     with pytest.raises(ValueError, match="Expected `rtol` to be a finite number > 0"):
         DecoderTangent(ae.dec, ae.enc, rtol=-1.0)
     assert_model_unchanged(ae, before)
+
+
+def test_an_explicit_rtol_drops_a_weak_decoder_direction_that_the_default_keeps():
+    # a linear decoder with column gains 1 and 1e-3: the default threshold (a noise floor near 1e-7)
+    # keeps both directions, rtol=1e-2 drops the weak one and leaves an all-zero row
+    weights = torch.zeros(6, 2, dtype=torch.float64)
+    weights[0, 0], weights[1, 1] = 1.0, 1e-3
+
+    def decoder(z):
+        return z @ weights.T
+
+    def encoder(x):
+        return x[:, :2]
+
+    x = torch.randn(3, 6, dtype=torch.float64)
+    kept = DecoderTangent(decoder, encoder, input_shape=(6,)).basis(x)
+    dropped = DecoderTangent(decoder, encoder, input_shape=(6,), rtol=1e-2).basis(x)
+    assert bool((kept.norm(dim=-1) > 0.99).all())
+    assert bool((dropped[:, 0].norm(dim=-1) > 0.99).all()) and float(dropped[:, 1].abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("codes", [lambda x: x[:, :2].reshape(-1), lambda x: torch.cat([x[:, :2], x[:1, :2]])])
+def test_latent_codes_of_the_wrong_shape_are_refused(codes):
+    space = DecoderTangent(lambda z: torch.cat([z, z, z], 1), codes, input_shape=(6,))
+    with pytest.raises(ValueError, match="latent codes from `encoder` to have shape"):
+        space.basis(torch.randn(3, 6))

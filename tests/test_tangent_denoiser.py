@@ -347,3 +347,22 @@ def test_probe_chunks_and_method_defaults_do_not_change_results(mixture10):
     assert DenoiserTangent(mixture10, sigma=0.3, dim=2, method="general").iterations == 2
     with pytest.raises(ValueError, match="Expected `method` to be one of 'symmetric', 'general'"):
         DenoiserTangent(mixture10, sigma=0.3, dim=2, method="lanczos")
+
+
+def test_a_conditional_spectrum_reads_the_labels_it_is_given():
+    # p(x | y) = N(mu_y, S): the conditional denoiser's Jacobian is S (S + s^2 I)^-1 at every x and
+    # for every label, while the unconditional one at the midpoint of two classes adds their
+    # between-class spread; a spectrum that dropped its labels would see the latter (or fail)
+    data = GaussianSubspaceMixture(num_classes=2, intrinsic_dim=3, shape=(12,), class_sep=3.0, off_std=1e-2, seed=4)
+    sigma = 0.5
+    space = DenoiserTangent(data.score_model, sigma=sigma, dim=3, oversampling=2, conditional=True, probe_chunk_size=5)
+    mid = data.means.mean(0, keepdim=True) @ data.basis  # midpoint of the two class means, in pixels
+    on_var = data.on_std**2 + data.off_std**2  # the off-manifold noise is isotropic, so it adds along the plane too
+    on = on_var / (on_var + sigma**2)
+    off = data.off_std**2 / (data.off_std**2 + sigma**2)
+    expected = torch.tensor([[on, on, on, off, off]], dtype=torch.float64)
+    for label in (0, 1):
+        torch.testing.assert_close(space.spectrum(mid, target=label).double(), expected, rtol=1e-6, atol=1e-8)
+        assert space.intrinsic_dimension(mid, target=[label]).tolist() == [3]
+    unconditional = DenoiserTangent(data.score_model, sigma=sigma, dim=3, oversampling=2, probe_chunk_size=5)
+    assert float(unconditional.spectrum(mid)[0, 0]) > on + 0.1

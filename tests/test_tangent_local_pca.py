@@ -150,3 +150,31 @@ def test_flat_reference_accepts_image_queries_and_integer_queries_are_promoted()
     assert basis.dtype == torch.get_default_dtype()
     expected = space.basis(q.reshape(4, -1).to(torch.get_default_dtype()))
     torch.testing.assert_close(basis, expected)
+
+
+def test_the_defaults_are_the_documented_ones():
+    space = LocalPCATangent(torch.randn(20, 5), dim=1, n_neighbors=4)
+    assert (space.chunk_size, space.rtol) == (4096, None)
+
+
+def test_an_explicit_rtol_drops_a_weak_direction_that_the_default_keeps():
+    # neighbourhoods on a plane with a second direction of gain 1e-3: the default threshold (a
+    # noise floor near 1e-7) keeps it, rtol=1e-2 drops it and leaves an all-zero row
+    gen = torch.Generator().manual_seed(5)
+    coords = torch.randn(200, 2, generator=gen, dtype=torch.float64) * torch.tensor([1.0, 1e-3], dtype=torch.float64)
+    reference = torch.cat([coords, torch.zeros(200, 4, dtype=torch.float64)], 1)
+    query = reference[:3]
+    kept = LocalPCATangent(reference, dim=2, n_neighbors=40).basis(query)
+    dropped = LocalPCATangent(reference, dim=2, n_neighbors=40, rtol=1e-2).basis(query)
+    assert bool((kept.norm(dim=-1) > 0.99).all())
+    assert bool((dropped[:, 0].norm(dim=-1) > 0.99).all()) and float(dropped[:, 1].abs().max()) == 0.0
+
+
+def test_a_float32_reference_with_float64_queries_is_computed_in_float64():
+    gen = torch.Generator().manual_seed(6)
+    reference = torch.randn(120, 8, generator=gen).double().float()  # values exact in float32
+    queries = torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    mixed = LocalPCATangent(reference, dim=3, n_neighbors=10).basis(queries)
+    wide = LocalPCATangent(reference.double(), dim=3, n_neighbors=10).basis(queries)
+    assert mixed.dtype == torch.float64
+    torch.testing.assert_close(projectors(mixed), projectors(wide), rtol=0, atol=1e-12)
