@@ -9,7 +9,8 @@ runs only the tests written for its room.
 
 Usage (``make mutation`` runs every room)::
 
-    python scripts/mutation.py                    # every room, 2 workers
+    python scripts/mutation.py --sample 0.2       # every room, a seeded 20 % of each module's mutants
+    python scripts/mutation.py                    # every room, all mutants, 2 workers
     python scripts/mutation.py training metrics   # some rooms
     python scripts/mutation.py kernel --jobs 1 --mutants 'captum_pags._kernel._linalg*'
     python scripts/mutation.py --summary          # the table of the last runs, no new run
@@ -27,7 +28,9 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -49,6 +52,7 @@ ROOMS: dict[str, tuple[list[str], list[str]]] = {
     "kernel": (
         ["captum_pags/_kernel/*"],
         [
+            "tests/test_kernel.py",
             "tests/test_linalg.py",
             "tests/test_principal_angles.py",
             "tests/test_captum_compat.py",
@@ -85,6 +89,7 @@ ROOMS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_bad_inputs_scores.py",
             "tests/test_score_attribution.py",
             "tests/test_shipped_score_model.py",
+            "tests/test_scores_helpers.py",
         ],
     ),
     "metrics": (
@@ -95,6 +100,8 @@ ROOMS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_metrics_robustness.py",
             "tests/test_metrics_perceptual.py",
             "tests/test_regimes.py",
+            "tests/test_regimes_rules.py",
+            "tests/test_metrics_series.py",
             "tests/test_bad_inputs_metrics.py",
             "tests/test_metrics_gradients.py",
             "tests/test_metrics_distributed.py",
@@ -235,10 +242,51 @@ def print_summary(rows: list[dict[str, object]]) -> None:
             f"{'all':<42}{total['n']:>8}{total['killed']:>8}{total['survived']:>9}{total['equivalent']:>7}"
             f"{total['timeout']:>8}{total['no tests']:>8}{(total['killed'] / den if den else float('nan')):>8.1%}"
         )
+        if den:
+            from scipy.stats import binomtest
+
+            ci = binomtest(total["killed"], den).proportion_ci(confidence_level=0.95)
+            print(f"score 95% interval (Clopper-Pearson, for a sample of mutants): {ci.low:.1%} .. {ci.high:.1%}")
 
 
-def run_room(room: str, jobs: int, mutants: list[str]) -> float:
-    """Run mutmut over ``room``; returns the seconds it took."""
+def _generate(work: Path) -> list[str]:
+    """Write a room's mutants (no test runs) and return every mutant name, in mutmut's order."""
+    script = (
+        "import os\n"
+        "from mutmut import __main__ as m\n"
+        "os.makedirs('mutants', exist_ok=True)\n"
+        "m.set_mutant_under_test('mutant_generation')\n"
+        "m.copy_src_dir(); m.copy_also_copy_files(); m.setup_source_paths(); m.store_lines_covered_by_tests()\n"
+        "m.create_mutants(1)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=work, capture_output=True, check=True)
+    out = subprocess.run(
+        [_mutmut(), "results", "--all", "true"], cwd=work, capture_output=True, text=True, check=True
+    ).stdout
+    return [line.strip().rpartition(": ")[0] for line in out.splitlines() if line.strip().endswith(": not checked")]
+
+
+def sample_mutants(names: list[str], fraction: float, seed: int) -> list[str]:
+    """A simple random sample of ``fraction`` of each module's mutants (at least one per module), seeded.
+
+    Sampling per module keeps every module in the table; the score of a sample of ``n`` mutants
+    estimates the full score within about ``2 sqrt(p (1 - p) / n)`` (the table prints the exact
+    Clopper-Pearson interval).
+    """
+    by_module: dict[str, list[str]] = {}
+    for name in names:
+        by_module.setdefault(_module(name), []).append(name)
+    rng = random.Random(seed)
+    chosen = []
+    for module in sorted(by_module):
+        group = by_module[module]
+        chosen += rng.sample(group, max(1, math.ceil(fraction * len(group))))
+    return chosen
+
+
+def run_room(room: str, jobs: int, mutants: list[str], sample: float = 1.0, seed: int = 0) -> float:
+    """Run mutmut over ``room`` (all mutants, the ones matching ``mutants``, or a ``sample``); returns seconds."""
+    start = time.perf_counter()
     work = _prepare(room)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     modules, _ = ROOMS[room]
@@ -247,7 +295,12 @@ def run_room(room: str, jobs: int, mutants: list[str]) -> float:
     names = [p for p in mutants if any(fnmatch.fnmatch(d + ".x_f", p) or p.startswith(d.rstrip("*")) for d in dotted)]
     if mutants and not names:
         return 0.0
-    start = time.perf_counter()
+    if sample < 1.0:
+        every = _generate(work)
+        if names:
+            every = [n for n in every if any(fnmatch.fnmatch(n, p) for p in names)]
+        names = sample_mutants(every, sample, seed)
+        print(f"room {room}: {len(names)} of {len(every)} mutants sampled (fraction {sample:g}, seed {seed})")
     subprocess.run([_mutmut(), "run", "--max-children", str(jobs), *names], cwd=work, env=env, check=False)
     return time.perf_counter() - start
 
@@ -273,6 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("rooms", nargs="*", help=f"rooms to run: {', '.join(ROOMS)} (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default: 2)")
     parser.add_argument("--mutants", nargs="*", default=[], help="mutant name patterns (fnmatch) to run")
+    parser.add_argument(
+        "--sample",
+        type=float,
+        default=1.0,
+        help="run a seeded random sample of this fraction of each module's mutants (default: 1, all of them)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default: 0)")
     parser.add_argument("--summary", action="store_true", help="print the table of the last runs only")
     parser.add_argument(
         "--rerun-survivors",
@@ -284,14 +344,19 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(rooms) - set(ROOMS))
     if unknown:
         parser.error(f"unknown rooms {unknown}; expected some of {list(ROOMS)}")
+    if not 0.0 < args.sample <= 1.0:
+        parser.error(f"--sample must be in (0, 1] but got {args.sample}")
     if args.rerun_survivors:
         for room in rooms:
             if (WORK / room / "mutants").exists():
                 print(f"room {room}: survivors rerun in {rerun_survivors(room, args.jobs) / 60:.1f} min")
     elif not args.summary:
+        total = 0.0
         for room in rooms:
-            seconds = run_room(room, args.jobs, args.mutants)
+            seconds = run_room(room, args.jobs, args.mutants, args.sample, args.seed)
+            total += seconds
             print(f"room {room}: {seconds / 60:.1f} min")
+        print(f"all rooms: {total / 60:.1f} min")
     print_summary(summary(rooms))
     return 0
 

@@ -184,3 +184,101 @@ def test_streamed_data_may_start_with_a_single_example_but_not_be_empty():
     torch.testing.assert_close(streamed.rows.abs(), whole.rows.abs(), rtol=0, atol=1e-10)
     with pytest.raises(ValueError, match="`data`"):
         LinearSubspace.from_data([], 2)
+
+
+def test_an_explicit_rtol_of_the_basis_refuses_a_direction_the_default_keeps():
+    # the third row leaves the span of the first two by 1e-6: a real direction by default,
+    # dependent under rtol=1e-3, and then refused naming the argument
+    basis = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [1.0, 1.0, 1e-6, 0]], dtype=torch.float64)
+    assert LinearSubspace(basis).dim == 3
+    with pytest.raises(ValueError, match=r"Expected `basis` to have full rank 3 .* threshold 1\.0e-03"):
+        LinearSubspace(basis, rtol=1e-3)
+
+
+def test_mean_and_explained_variance_are_none_until_fitted_from_data():
+    space = LinearSubspace(torch.eye(3)[:1])
+    assert space.mean is None and space.explained_variance is None
+
+
+@pytest.mark.parametrize("n", [2, 3, 7])
+def test_explained_variance_is_the_unbiased_variance_along_each_direction(n):
+    # float64 reference: the sample variance (divisor N - 1) of the data along each fitted row
+    data = torch.randn(n, 6, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
+    space = LinearSubspace.from_data(data, 1, method="full")
+    along = (data - data.mean(0)) @ space.rows.T
+    torch.testing.assert_close(space.explained_variance, along.var(0, correction=1), rtol=1e-12, atol=0)
+
+
+def _plane_data(n, d, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    plane = torch.randn(2, d, generator=gen, dtype=torch.float64)
+    return torch.randn(n, 2, generator=gen, dtype=torch.float64) @ plane + 1e-3 * torch.randn(
+        n, d, generator=gen, dtype=torch.float64
+    )
+
+
+@pytest.mark.parametrize(("d", "route"), [(48, "full"), (49, "randomized"), (200, "randomized"), (20, "full")])
+def test_auto_takes_the_randomized_route_exactly_when_four_sketch_widths_are_below_min_n_d(d, route):
+    # dim 2 + oversampling 10 = a sketch of 12 columns: randomized iff 4 * 12 < min(N, D); the two
+    # routes differ in rounding, so the auto result equals exactly one of them bit for bit
+    data = _plane_data(300, d)
+    auto = LinearSubspace.from_data(data, 2)
+    chosen = LinearSubspace.from_data(data, 2, method=route)
+    other = LinearSubspace.from_data(data, 2, method="randomized" if route == "full" else "full")
+    assert torch.equal(auto.rows, chosen.rows) and torch.equal(auto.explained_variance, chosen.explained_variance)
+    assert not torch.equal(auto.rows, other.rows)
+
+
+def test_the_randomized_defaults_are_the_ones_used_when_left_out():
+    # the documented defaults, given explicitly, give the same bits; other values do not
+    data = _plane_data(200, 60, seed=1)
+    default = LinearSubspace.from_data(data, 2, method="randomized")
+    explicit = LinearSubspace.from_data(data, 2, method="randomized", oversampling=10, iterations=4, seed=0)
+    assert torch.equal(default.rows, explicit.rows)
+    for other in ({"oversampling": 11}, {"iterations": 5}, {"seed": 1}):
+        changed = LinearSubspace.from_data(
+            data, 2, method="randomized", **{**dict(oversampling=10, iterations=4, seed=0), **other}
+        )
+        assert not torch.equal(default.rows, changed.rows), other
+
+
+def test_a_stream_of_one_example_is_fitted():
+    x = torch.tensor([[3.0, 4.0, 0.0]], dtype=torch.float64)
+    space = LinearSubspace.from_data([x], 1, center=False)
+    torch.testing.assert_close(space.rows.abs(), torch.tensor([[0.6, 0.8, 0.0]], dtype=torch.float64))
+
+
+def test_a_stream_of_mixed_precision_is_fitted_in_and_returned_in_the_wider_dtype():
+    gen = torch.Generator().manual_seed(5)
+    wide = torch.randn(20, 5, generator=gen, dtype=torch.float64)
+    space = LinearSubspace.from_data([wide[:10].float(), wide[10:]], 2, method="full")
+    assert space.mean.dtype == torch.float64 and space.explained_variance.dtype == torch.float64
+
+
+def test_vectors_of_a_tuple_must_hold_the_same_number_of_vectors_per_example():
+    space = LinearSubspace(torch.randn(2, 5), input_shape=((2,), (3,)))
+    x = (torch.zeros(4, 2), torch.zeros(4, 3))
+    with pytest.raises(ValueError, match=r"`vectors`.*same number M"):
+        space.components(x, (torch.randn(4, 6, 2), torch.randn(4, 5, 3)))
+
+
+def test_project_orthogonal_is_the_rest_of_the_vector():
+    space = LinearSubspace(torch.randn(2, 6, dtype=torch.float64))
+    x, v = torch.zeros(3, 6, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
+    off = space.project_orthogonal(x, v)
+    torch.testing.assert_close(off, v - v @ space.projection_matrix(), rtol=1e-12, atol=1e-12)
+    assert repr(space) == "LinearSubspace(dim=2, input_shape=torch.Size([6]))"
+
+
+@pytest.mark.parametrize("shape", [(2, 7), (3, 2, 7), (5, 2, 6), (2, 6, 1)])
+def test_an_estimator_returning_a_basis_of_the_wrong_shape_is_caught(shape):
+    from captum_pags.manifold import TangentSpace
+
+    class Broken(TangentSpace):
+        dim = 2
+
+        def _basis(self, inputs):
+            return torch.zeros(shape)
+
+    with pytest.raises(RuntimeError, match=r"Broken._basis returned shape .* expected \(k, 6\) or \(3, k, 6\)"):
+        Broken().basis(torch.zeros(3, 6))

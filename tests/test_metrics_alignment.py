@@ -383,3 +383,107 @@ def test_bayes_classifier_module_dtype():
     out = perceptual_alignment(BayesOptimalClassifier(mixture, 0.2), x, mixture, 0.2, target=[0, 1, 1])
     assert out.dtype == torch.float64
     torch.testing.assert_close(out, torch.ones(3, dtype=torch.float64), atol=1e-10, rtol=0)
+
+
+def test_perceptual_alignment_batches_the_model_and_the_score_model_by_max_examples_per_batch():
+    torch.manual_seed(5)
+    mixture = GaussianMixtureScore(torch.randn(3, 6, dtype=torch.float64), torch.eye(6, dtype=torch.float64) * 0.5)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    x, y = torch.randn(5, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1])
+    model_sizes, score_sizes = [], []
+    handle = model.register_forward_pre_hook(lambda m, args: model_sizes.append(args[0].shape[0]))
+    original = mixture._score
+
+    def recording(inputs, sigma, target):
+        score_sizes.append(inputs.shape[0])
+        return original(inputs, sigma, target)
+
+    mixture._score = recording
+    try:
+        perceptual_alignment(model, x, mixture, 0.4, y, max_examples_per_batch=2)
+    finally:
+        handle.remove()
+    assert model_sizes == [2, 2, 1] and max(score_sizes) == 2 and sum(score_sizes) == 2 * 5
+    with pytest.raises(ValueError, match="Expected `lpips_net` only with method='lpips'"):
+        perceptual_alignment(model, x, mixture, 0.4, y, lpips_net=lambda a, b: a.sum())
+
+
+def test_predicted_gradient_target_passes_every_additional_forward_arg():
+    class TwoArgs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(6, 3).double()
+
+        def forward(self, x, scale, shift):
+            return self.lin(x) * scale + shift
+
+    torch.manual_seed(6)
+    mixture = GaussianMixtureScore(torch.randn(3, 6, dtype=torch.float64), torch.eye(6, dtype=torch.float64) * 0.5)
+    model = TwoArgs()
+    x, y = torch.randn(4, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 0])
+    shift = torch.tensor([[5.0, 0.0, 0.0]], dtype=torch.float64).expand(4, 3)  # class 0 predicted everywhere
+    out = perceptual_alignment(
+        model,
+        x,
+        mixture,
+        0.4,
+        y,
+        gradient="logit",
+        score="conditional",
+        gradient_target="predicted",
+        additional_forward_args=(2.0, shift),
+    )
+    g = (2.0 * model.lin.weight.detach()[0]).expand(4, 6)
+    torch.testing.assert_close(out, _cosine_loop(g, mixture.score(x, 0.4, y)), rtol=1e-10, atol=1e-12)
+
+
+def test_rows_of_very_different_magnitude_in_one_batch_are_scaled_each_on_its_own():
+    a, s = torch.randn(4, 10, dtype=torch.float64), torch.randn(4, 10, dtype=torch.float64)
+    scale = torch.tensor([[1e-200], [1.0], [1e200], [1e-30]], dtype=torch.float64)
+    torch.testing.assert_close(score_alignment(a * scale, s / scale), _cosine_loop(a, s), rtol=1e-12, atol=1e-12)
+
+
+def test_perceptual_alignment_freezes_the_model_passes_the_method_and_names_a_bad_attribution(small_net):
+    torch.manual_seed(7)
+    mixture = GaussianMixtureScore(torch.randn(3, 1, 6, 6), torch.eye(36))
+    x, y = torch.randn(4, 1, 6, 6), torch.tensor([0, 1, 2, 0])
+    frozen = []
+    handle = small_net.register_forward_pre_hook(
+        lambda m, args: frozen.append(not any(p.requires_grad for p in m.parameters()))
+    )
+    try:
+        pearson = perceptual_alignment(small_net, x, mixture, 0.5, y, method="pearson")
+    finally:
+        handle.remove()
+    assert frozen and all(frozen) and all(p.requires_grad for p in small_net.parameters())
+    small_net.eval()  # the mode perceptual_alignment takes the gradients in
+    (g,) = input_gradients(lambda z: torch.log_softmax(small_net(z), 1), (x,), y)
+    s = mixture.score(x, 0.5, y) - mixture.score(x, 0.5)
+    torch.testing.assert_close(pearson, score_alignment(g, s, "pearson"), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(pearson, score_alignment(g, s, "cosine"))
+
+    class NotATensor(Saliency):
+        def attribute(self, inputs, **kwargs):
+            return inputs.tolist()
+
+    with pytest.raises(TypeError, match="`attribution output`"):
+        perceptual_alignment(small_net, x, mixture, 0.5, y, attribution=NotATensor(small_net))
+
+
+def test_cosine_of_rows_with_norms_near_the_float64_underflow_is_exact():
+    # entries of about 1e-160: their squares are subnormal, so the fast path's norm loses digits
+    # although the product of the two norms (about 1e-159) is a normal number; the row is redone scaled
+    a, s = torch.randn(3, 10, dtype=torch.float64), torch.randn(3, 10, dtype=torch.float64)
+    torch.testing.assert_close(score_alignment(a * 1e-160, s), _cosine_loop(a, s), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(score_alignment(a * 1e-160, s * 1e-160), _cosine_loop(a, s), rtol=1e-12, atol=1e-12)
+    with pytest.raises(TypeError, match="`attributions`"):
+        tangent_alignment("maps", torch.zeros(2, 4), LinearSubspace(torch.eye(4)[:2]))
+
+
+def test_a_16_bit_score_map_is_compared_in_float32_not_in_its_own_precision():
+    gen = torch.Generator().manual_seed(8)
+    a = torch.randn(4, 300, generator=gen)
+    s = torch.randn(4, 300, generator=gen).half()
+    out = score_alignment(a, s)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), _cosine_loop(a, s.float()), rtol=0, atol=1e-6)

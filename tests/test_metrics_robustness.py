@@ -288,3 +288,94 @@ def test_accumulator_equals_per_batch_calls_with_its_seed_sequence():
         acc.compute()
     with pytest.raises(ValueError, match="`n_samples` to be >= 1"):
         RobustnessAccumulator(model, space, [0.1], 0)
+
+
+def test_accumulator_seeds_batches_and_ranks_apart_and_restarts_after_reset(monkeypatch):
+    # rank r of W uses seed + b * W + r for its b-th batch; reset starts the sequence again;
+    # the default seed is 0
+    import captum_pags.metrics.accumulators as accumulators
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 8), nn.Tanh(), nn.Linear(8, 3))
+    space = LinearSubspace(torch.randn(4, 36, generator=torch.Generator().manual_seed(0)), input_shape=(1, 6, 6))
+    x = torch.randn(6, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(accumulators, "distributed_world", lambda: (1, 3))
+    monkeypatch.setattr(accumulators.dist, "all_reduce", lambda tensor, op=None: None)  # the other ranks add 0
+    acc = RobustnessAccumulator(model, space, [0.2], 2)
+    for _ in range(2):  # before and after a reset
+        acc.reset()
+        acc.update(x[:3])
+        acc.update(x[3:])
+        parts = [
+            manifold_robustness(model, x[sl], space, [0.2], 2, seed=s) for sl, s in ((slice(0, 3), 1), (slice(3, 6), 4))
+        ]
+        torch.testing.assert_close(acc.compute().on, torch.cat([p.on for p in parts]).mean(0, keepdim=True))
+
+
+def test_running_sums_add_the_ranks_states_and_counts_exactly(monkeypatch):
+    # a fake two-rank all-reduce (each rank holds the same state): sums and counts double, in
+    # float64 so that counts stay exact past 2**24
+    import torch.distributed as dist
+
+    import captum_pags.metrics.accumulators as accumulators
+    from captum_pags.metrics.accumulators import RunningSums
+
+    sums = RunningSums()
+    sums.update(torch.tensor([[1.0], [3.0]]))
+    sums.num_examples = 2**24 + 1
+    reduced = []
+
+    def all_reduce(tensor, op=None):
+        assert op == dist.ReduceOp.SUM
+        reduced.append(tensor.dtype)
+        tensor.mul_(2)
+
+    monkeypatch.setattr(accumulators, "distributed_world", lambda: (0, 2))
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    state, count = sums.synced()
+    assert count == 2 * (2**24 + 1) and reduced == [torch.float64, torch.float64]
+    torch.testing.assert_close(state[:3, 0], torch.tensor([8.0, 20.0, 4.0], dtype=torch.float64))
+
+
+def test_splitmix64_matches_the_reference_stream():
+    # Vigna's splitmix64 from state 0: the first outputs of the reference C implementation
+    from captum_pags.metrics.robustness import _splitmix64
+
+    assert _splitmix64(0) == 0xE220A8397B1DCDAF
+    assert _splitmix64(0x9E3779B97F4A7C15) == 0x6E789E6AA1B965F4
+
+
+def test_epsilons_as_a_number_equal_a_one_element_list_and_other_containers_are_refused():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))
+    space = LinearSubspace(torch.randn(4, 36, generator=torch.Generator().manual_seed(2)), input_shape=(1, 6, 6))
+    x = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(3))
+    one = manifold_robustness(model, x, space, 0.3, 2)
+    listed = manifold_robustness(model, x, space, [0.3], 2)
+    torch.testing.assert_close(one.on, listed.on, rtol=0, atol=0)
+    for bad in ({0.3}, "0.3", None):
+        with pytest.raises(TypeError, match="Expected `epsilons` to be a number, a sequence or a 1-d tensor"):
+            manifold_robustness(model, x, space, bad, 2)
+
+
+def test_the_model_is_called_on_at_most_max_examples_per_batch_perturbed_copies():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))
+    space = LinearSubspace(torch.randn(4, 36, generator=torch.Generator().manual_seed(2)), input_shape=(1, 6, 6))
+    x = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(3))
+    sizes = []
+    handle = model.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    try:
+        chunked = manifold_robustness(model, x, space, [0.1, 0.3], 2, max_examples_per_batch=5)
+    finally:
+        handle.remove()
+    # the clean pass and 3 examples x 2 parts x 2 epsilons x 2 draws = 24 perturbed copies
+    assert max(sizes) <= 5 and sum(sizes) == 3 + 24
+    whole = manifold_robustness(model, x, space, [0.1, 0.3], 2)
+    torch.testing.assert_close(chunked.on, whole.on)
+
+
+def test_an_unseeded_call_draws_its_seed_from_the_whole_63_bit_range():
+    from captum_pags.metrics.robustness import _resolve_seed
+
+    torch.manual_seed(0)
+    seeds = [_resolve_seed(None) for _ in range(200)]
+    assert len(set(seeds)) == 200 and max(seeds) > 2**40  # collisions within 200 draws: ~1e-15
+    assert _resolve_seed(7) == 7

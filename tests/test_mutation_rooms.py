@@ -43,3 +43,18 @@ def test_a_room_config_narrows_only_the_modules_and_the_tests(mutation):
 def test_survivor_names_map_to_their_module(mutation):
     assert mutation._module("captum_pags.training.attacks.x_pgd__mutmut_12") == "captum_pags.training.attacks"
     assert mutation._module("captum_pags._kernel._linalg.xǁClassǁmethod__mutmut_3") == "captum_pags._kernel._linalg"
+
+
+def test_a_sample_takes_the_fraction_of_every_module_reproducibly(mutation):
+    names = [f"captum_pags.a.x_f__mutmut_{i}" for i in range(1, 41)] + ["captum_pags.b.x_g__mutmut_1"]
+    names += [f"captum_pags.c.xǁCǁm__mutmut_{i}" for i in range(1, 11)]
+    chosen = mutation.sample_mutants(names, 0.25, seed=3)
+    by_module = {}
+    for name in chosen:
+        by_module.setdefault(mutation._module(name), []).append(name)
+    # ceil(0.25 * size), at least one per module, no repeats, all from the input
+    assert {m: len(v) for m, v in by_module.items()} == {"captum_pags.a": 10, "captum_pags.b": 1, "captum_pags.c": 3}
+    assert len(set(chosen)) == len(chosen) and set(chosen) <= set(names)
+    assert chosen == mutation.sample_mutants(names, 0.25, seed=3)
+    assert chosen != mutation.sample_mutants(names, 0.25, seed=4)
+    assert sorted(mutation.sample_mutants(names, 1.0, seed=0)) == sorted(names)

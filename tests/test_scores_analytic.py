@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -87,3 +89,64 @@ def test_bad_input():
         GaussianMixtureScore(torch.zeros(2, 3), torch.eye(3), torch.tensor([1.0, -1.0]))
     with pytest.raises(TypeError, match="`mixture`"):
         BayesOptimalClassifier(torch.nn.Linear(2, 2))
+
+
+def _two_class_1d(weights=None):
+    return GaussianMixtureScore(torch.tensor([[-1.0], [1.0]], dtype=torch.float64), torch.eye(1), weights)
+
+
+def test_default_weights_are_uniform_in_the_density():
+    gen = torch.Generator().manual_seed(4)
+    means = torch.randn(3, 2, generator=gen, dtype=torch.float64)
+    gm = GaussianMixtureScore(means, torch.eye(2, dtype=torch.float64))
+    x = torch.randn(4, 2, generator=gen, dtype=torch.float64)
+    eye = torch.eye(2, dtype=torch.float64)
+    for sigma in (0.0, 0.5):
+        comps = [torch.distributions.MultivariateNormal(m, (1 + sigma**2) * eye) for m in means]
+        ref = torch.logsumexp(torch.stack([c.log_prob(x) for c in comps], dim=-1), dim=-1) - math.log(3)
+        torch.testing.assert_close(gm.log_prob(x, sigma), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_log_posterior_and_the_bayes_classifier_default_to_sigma_zero():
+    # N(-1, 1) and N(1, 1) with priors 3:1: the log-odds of class 1 are 2x / (1 + sigma^2) - log 3
+    gm = _two_class_1d(torch.tensor([3.0, 1.0]))
+    x = torch.tensor([[-0.5], [0.0], [1.5]], dtype=torch.float64)
+    p1 = torch.sigmoid(2 * x[:, 0] - math.log(3))
+    expected = torch.stack([1 - p1, p1], dim=1).log()
+    torch.testing.assert_close(gm.log_posterior(x), expected, rtol=1e-12, atol=1e-12)
+    clf = BayesOptimalClassifier(gm)
+    assert clf.sigma == 0.0
+    torch.testing.assert_close(clf(x), expected, rtol=1e-12, atol=1e-12)
+    p1_smoothed = torch.sigmoid(x[:, 0] - math.log(3))  # sigma = 1 halves the log-likelihood ratio
+    torch.testing.assert_close(gm.log_posterior(x, 1.0)[:, 1], p1_smoothed.log(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_raw_score_is_returned_in_the_inputs_dtype(dtype):
+    gm = _two_class_1d()
+    x = torch.tensor([[0.5], [-2.0]], dtype=dtype)
+    for target in (None, torch.tensor([0, 1])):
+        raw = gm.raw_score(x, 0.5, target)
+        assert raw.dtype == dtype and raw.shape == x.shape
+        torch.testing.assert_close(raw, gm.score(x, 0.5, target), rtol=0, atol=0)
+    # the conditional score of N(+-1, 1) smoothed by sigma = 0.5: (m - x) / 1.25
+    torch.testing.assert_close(
+        gm.raw_score(x, 0.5, torch.tensor([0, 1])), torch.tensor([[-1.5 / 1.25], [3.0 / 1.25]], dtype=dtype)
+    )
+
+
+def test_subspace_mixture_allows_zero_on_subspace_stds():
+    gen = torch.Generator().manual_seed(5)
+    basis = torch.linalg.qr(torch.randn(4, 2, generator=gen, dtype=torch.float64))[0].T
+    means = torch.randn(2, 2, generator=gen, dtype=torch.float64)
+    tau = 0.3
+    for stds in (0.0, torch.tensor([[0.0, 1.0], [0.5, 0.0]], dtype=torch.float64)):
+        sm = SubspaceGaussianMixtureScore(basis, means, stds, tau)
+        s = torch.as_tensor(stds, dtype=torch.float64).expand(2, 2)
+        covs = torch.stack([basis.T @ torch.diag(s[c] ** 2) @ basis + tau**2 * torch.eye(4) for c in range(2)])
+        gm = GaussianMixtureScore(means @ basis, covs)
+        x = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+        torch.testing.assert_close(sm.score(x, 0.2), gm.score(x, 0.2))
+        torch.testing.assert_close(sm.log_prob(x, 0.0), gm.log_prob(x, 0.0))
+    with pytest.raises(ValueError, match="`stds` to be >= 0"):
+        SubspaceGaussianMixtureScore(basis, means, -0.1, tau)

@@ -161,3 +161,90 @@ def test_denoiser_state_is_restored_and_eval_mode_is_used():
     with pytest.raises(RuntimeError, match="too noisy"):
         model.score(x, 2.0)
     assert_model_unchanged(den, before)
+
+
+def test_range_and_output_errors_name_the_argument():
+    with pytest.raises(ValueError, match="Expected `model_range` to be finite numbers with low < high"):
+        DenoiserScore(lambda x, sigma: x, data_range=(0.0, 1.0), model_range=(1.0, -1.0))
+    with pytest.raises(ValueError, match="Expected `data_range` to be finite numbers with low < high"):
+        DenoiserScore(lambda x, sigma: x, data_range=(1.0, 0.0), model_range=(-1.0, 1.0))
+    with pytest.raises(TypeError, match="Expected `denoiser` to return a torch.Tensor"):
+        DenoiserScore(lambda x, sigma: x.tolist()).score(torch.rand(2, 4), 0.1)
+
+
+@pytest.mark.parametrize("sigma_range", [(1.0, 1.0), (0.0, 0.0), (2.0, 1.0)])
+def test_an_empty_sigma_range_is_refused(sigma_range):
+    with pytest.raises(ValueError, match=r"Expected `sigma_range` to satisfy 0 <= low < high"):
+        DenoiserScore(lambda x, sigma: x, sigma_range=sigma_range)
+    assert DenoiserScore(lambda x, sigma: x, sigma_range=(1.0, 1.5)).sigma_range == (1.0, 1.5)
+
+
+def test_score_is_differentiable_in_the_inputs_not_the_parameters():
+    class LinearDenoiser(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+
+        def forward(self, x, sigma):
+            return self.lin(x)
+
+    den = LinearDenoiser()
+    lin = den.lin
+    model = DenoiserScore(den)
+    x = torch.randn(2, 3, requires_grad=True)
+    assert not model.score(x.detach(), 0.5).requires_grad  # parameters are frozen inside the call
+    s = model.score(x, 0.5)
+    s.sum().backward()
+    # d/dx sum((W x + b - x) / sigma^2) = (W^T 1 - 1) / sigma^2 for every example
+    expected = ((lin.weight.detach().sum(0) - 1) / 0.25).expand(2, 3)
+    torch.testing.assert_close(x.grad, expected)
+    assert lin.weight.grad is None and lin.bias.grad is None
+    assert lin.weight.requires_grad and lin.bias.requires_grad
+
+
+def test_networks_finds_a_module_behind_a_bound_method():
+    lin = nn.Linear(2, 2)
+    assert DenoiserScore(lin.forward).networks() == [lin]
+    assert DenoiserScore(lin).networks() == [lin]
+    assert DenoiserScore(lambda x, sigma: x).networks() == []
+
+
+def test_check_fit_compares_data_ranges_only_when_both_are_known():
+    f = lambda x, sigma: x  # noqa: E731
+    unknown = DenoiserScore(f)
+    assert unknown.data_range is None
+    unknown.check_fit(data_range=(0, 255))  # the model's own range is unknown: nothing to compare
+    known = DenoiserScore(f, data_range=(0.0, 1.0), model_range=(-1.0, 1.0))
+    known.check_fit(input_shape=(2,), num_classes=3)  # no data_range given: nothing to compare
+    known.check_fit(data_range=(1e-12, 1.0))  # float noise around 0 (e.g. a computed minimum) is the same range
+    known.check_fit(data_range=(0, 1))
+    for bad in ((1e-3, 1.0), (0.0, 1.001), (-1.0, 1.0)):
+        with pytest.raises(ValueError, match=r"Expected data in the score model's data_range \(0.0, 1.0\)"):
+            known.check_fit(data_range=bad)
+
+
+class _Reached(Exception):
+    pass
+
+
+class _MetaDenoiser(nn.Module):
+    """A denoiser whose weights live on another device (``meta``): records what it is called with, then stops."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros((), device="meta"))
+        self.seen = []
+
+    def forward(self, x, sigma, class_labels=None):
+        self.seen.append((x.device.type, sigma.device.type, None if class_labels is None else class_labels.device.type))
+        raise _Reached
+
+
+def test_the_denoiser_is_called_on_its_own_device():
+    den = _MetaDenoiser()
+    model = DenoiserScore(den, NUM_CLASSES, null_class=NUM_CLASSES)
+    x, y = torch.rand(2, 4), torch.tensor([0, 2])
+    for call in (lambda: model.score(x, 0.3, y), lambda: model.score(x, 0.3), lambda: model.bayes_score(x, 0.3, y)):
+        with pytest.raises(_Reached):
+            call()
+    assert den.seen == [("meta", "meta", "meta")] * 3

@@ -1,5 +1,7 @@
 import json
+import logging
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -326,3 +328,104 @@ def test_bayes_difference_of_a_null_label_model_is_one_unet_call_per_chunk():
     half = model.bayes_score(x.half(), 0.3, y)
     assert half.dtype == torch.float16
     torch.testing.assert_close(half.float(), model.bayes_score(x.half().float(), 0.3, y), rtol=1e-2, atol=1e-2)
+
+
+def test_bayes_difference_with_the_null_label_first(mixture):
+    scheduler = DDPMScheduler()
+    model = DiffusersScore(ExactUNet(mixture, scheduler, "epsilon", null_class=0), scheduler, null_class=0)
+    x = 0.5 + 0.3 * torch.randn(4, *SHAPE)
+    y = torch.tensor([0, 2, 1, 0])
+    sigma = _on_grid_sigma(scheduler, 200)
+    exact = mixture.score(x.double(), sigma, y) - mixture.score(x.double(), sigma)
+    torch.testing.assert_close(model.bayes_score(x, sigma, y), exact.float(), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.usefixtures("no_network")
+def test_from_pretrained_puts_the_unet_on_the_device(tmp_path):
+    DiffusersScore(_tiny_unet().eval(), DDPMScheduler()).save_pretrained(tmp_path / "m")
+    assert {p.device.type for p in DiffusersScore.from_pretrained(tmp_path / "m").unet.parameters()} == {"cpu"}
+    on_meta = DiffusersScore.from_pretrained(tmp_path / "m", device="meta")
+    assert {p.device.type for p in on_meta.unet.parameters()} == {"meta"}
+    assert not on_meta.unet.training
+
+
+class _WarningRecords(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.usefixtures("no_network")
+def test_loading_a_saved_model_logs_no_warnings(tmp_path):
+    model = DiffusersScore(_tiny_unet().eval(), DDPMScheduler())
+    model.save_pretrained(tmp_path / "m")
+    logger = logging.getLogger("diffusers")
+    handler, level = _WarningRecords(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        loaded = DiffusersScore.from_pretrained(tmp_path / "m")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert handler.messages == []
+    x = torch.rand(2, 1, 8, 8)
+    torch.testing.assert_close(loaded.score(x, 0.2), model.score(x, 0.2))
+
+
+@pytest.mark.parametrize("config", [{"_class_name": 123}, {"_class_name": None}, {}])
+def test_from_pretrained_refuses_a_config_without_a_class_name(tmp_path, config):
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="to name a diffusers ModelMixin class in `_class_name`"):
+        DiffusersScore.from_pretrained(tmp_path)
+
+
+@pytest.mark.usefixtures("no_network")
+def test_from_pretrained_accepts_a_root_config_next_to_the_unet_folder(tmp_path):
+    model = DiffusersScore(_tiny_unet().eval(), DDPMScheduler())
+    model.save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"note": "a repository's own config"}))
+    loaded = DiffusersScore.from_pretrained(tmp_path)
+    x = torch.rand(2, 1, 8, 8)
+    torch.testing.assert_close(loaded.score(x, 0.2), model.score(x, 0.2))
+
+
+class _UNetWithNestedFiles(nn.Module):
+    """A UNet whose ``save_pretrained`` writes files in nested folders only (no file directly in unet/)."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = {"in_channels": 1}
+
+    def forward(self, sample, timestep):
+        return torch.zeros_like(sample)
+
+    def save_pretrained(self, path, **kwargs):
+        for name in ("weights/shard-0/part.txt", "weights/shard-1/part.txt"):
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            (path / name).write_text(name)
+
+
+def test_save_pretrained_into_an_existing_folder_with_nested_files(tmp_path):
+    model = DiffusersScore(_UNetWithNestedFiles(), DDPMScheduler())
+    for _ in range(2):  # tmp_path exists already; the second save overwrites the first
+        model.save_pretrained(tmp_path)
+        for name in ("weights/shard-0/part.txt", "weights/shard-1/part.txt"):
+            assert (tmp_path / "unet" / name).read_text() == name
+        assert json.loads((tmp_path / "score_config.json").read_text()) == model.to_config()
+        assert (tmp_path / "scheduler" / "scheduler_config.json").is_file()
+        assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_save_pretrained_names_the_part_that_cannot_be_saved(mixture, tmp_path):
+    scheduler = DDPMScheduler()
+    with pytest.raises(TypeError, match="Expected `unet` to be a diffusers object with `save_pretrained`"):
+        DiffusersScore(ExactUNet(mixture, scheduler, "epsilon"), scheduler).save_pretrained(tmp_path / "a")
+    bare = SimpleNamespace(alphas_cumprod=scheduler.alphas_cumprod, config={"prediction_type": "epsilon"})
+    with pytest.raises(TypeError, match="Expected `scheduler` to be a diffusers object with `save_pretrained`"):
+        DiffusersScore(_tiny_unet(), bare).save_pretrained(tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

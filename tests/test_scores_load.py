@@ -1,6 +1,7 @@
 """Loading what users hold: diffusers folders (pipeline, unet/ + scheduler/), saved denoisers, the shipped model."""
 
 import json
+import shutil
 import warnings
 
 import pytest
@@ -192,3 +193,82 @@ def test_saved_settings_are_kept_unless_the_data_range_is_stated(tmp_path, saved
     assert load_score_model("shipped").data_range == (0.0, 1.0)
     with pytest.raises(ValueError, match="`data_range` to be finite numbers with low < high"):
         load_score_model(tmp_path / "m", data_range=(1, 0))
+
+
+class _StandardNormalDenoiser(nn.Module):
+    """The exact denoiser of N(0, I) data, with a parameter (so that it has a device)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, x, sigma):
+        return self.w * x / (1 + sigma[:, None] ** 2)
+
+
+class _ShiftedDenoiser(nn.Module):
+    """The exact denoiser of N(y, I) data for class y."""
+
+    def forward(self, x, sigma, class_labels):
+        shift = class_labels.to(x.dtype)[:, None]
+        return (x + sigma[:, None] ** 2 * shift) / (1 + sigma[:, None] ** 2)
+
+
+X_DENOISE = torch.tensor([[0.5, -1.0], [2.0, 0.3], [0.0, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def denoiser_files(tmp_path_factory):
+    """u.pt / u.pt2: an unconditional denoiser (TorchScript / torch.export); c.pt: a class-conditional one."""
+    folder = tmp_path_factory.mktemp("denoisers")
+    x = X_DENOISE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(_StandardNormalDenoiser(), (x, torch.ones(3))), folder / "u.pt")
+        torch.jit.save(torch.jit.script(_ShiftedDenoiser()), folder / "c.pt")
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.export.export(
+        _StandardNormalDenoiser(), (x, torch.ones(3)), dynamic_shapes=({0: batch}, {0: batch})
+    )
+    torch.export.save(program, folder / "u.pt2")
+    return folder
+
+
+def test_a_denoiser_file_without_a_data_range_works_in_unit_images(denoiser_files):
+    x = 0.2 * X_DENOISE
+    for name in ("u.pt", "u.pt2"):
+        model = load_score_model(denoiser_files / name)
+        assert isinstance(model, DenoiserScore) and model.data_range == (0.0, 1.0)
+        assert model.units.is_identity
+        torch.testing.assert_close(model.score(x, 1.0), -x / 2)
+        with pytest.raises(ValueError, match=r"data range \[0, 1\]"):
+            model.score(torch.full((1, 2), 255.0), 0.1)
+
+
+def test_the_device_argument_puts_loaded_denoisers_there(denoiser_files):
+    for name in ("u.pt", "u.pt2"):
+        assert {p.device.type for p in DenoiserScore.load(denoiser_files / name).denoiser.parameters()} == {"cpu"}
+        for model in (
+            DenoiserScore.load(denoiser_files / name, device="meta"),
+            load_score_model(denoiser_files / name, device="meta"),
+        ):
+            assert {p.device.type for p in model.denoiser.parameters()} == {"meta"}
+
+
+def test_a_pair_of_denoiser_files_shares_the_stated_data_range(denoiser_files):
+    x = X_DENOISE
+    pair = load_score_model(
+        denoiser_files / "c.pt", unconditional=denoiser_files / "u.pt", num_classes=3, data_range=(-5, 5)
+    )
+    assert isinstance(pair, ScorePair)
+    assert pair.data_range == pair.conditional.data_range == pair.unconditional.data_range == (-5.0, 5.0)
+    # N(y, I) minus N(0, I) scores: y / (1 + sigma^2), whatever x
+    torch.testing.assert_close(pair.bayes_score(x, 1.0, [0, 2, 1]), torch.tensor([[0.0], [1.0], [0.5]]).expand(3, 2))
+
+
+def test_a_local_path_wins_over_a_shipped_name(denoiser_files, tmp_path, monkeypatch):
+    shutil.copy(denoiser_files / "u.pt", tmp_path / "digits16")
+    monkeypatch.chdir(tmp_path)
+    model = load_score_model("digits16")
+    assert isinstance(model, DenoiserScore) and model.num_classes is None
+    torch.testing.assert_close(model.score(torch.full((1, 2), 0.5), 1.0), torch.full((1, 2), -0.25))

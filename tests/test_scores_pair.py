@@ -161,3 +161,41 @@ def test_pair_leaves_both_networks_as_they_were():
         pair.bayes_score(x, 0.25, [0, 1, 3])
     assert_model_unchanged(cond.unet, snaps[0])
     assert_model_unchanged(uncond.unet, snaps[1])
+
+
+def test_a_pair_of_exact_models_allows_sigma_zero():
+    cond, uncond = _mixture(0), _mixture(1)
+    pair = ScorePair(cond, uncond)
+    assert pair.allows_zero_sigma is True
+    x = torch.rand(3, *SHAPE, dtype=torch.float64)
+    y = torch.tensor([0, 2, 1])
+    torch.testing.assert_close(pair.score(x, 0.0, y), cond.score(x, 0.0, y), rtol=0, atol=0)
+    torch.testing.assert_close(pair.score(x, 0.0), uncond.score(x, 0.0), rtol=0, atol=0)
+    with_denoiser = ScorePair(_denoiser_with_shape(SHAPE), uncond)
+    assert with_denoiser.allows_zero_sigma is False
+    with pytest.raises(ValueError, match="`sigma` to be a finite number > 0"):
+        with_denoiser.score(x, 0.0, y)
+
+
+def test_pair_prefers_a_level_both_models_evaluate_as_they_are():
+    # a continuous conditional model and an unconditional one on a grid that could interpolate: the grid level
+    # (which the conditional model evaluates exactly as it is) wins over interpolating the grid model
+    mixture = _mixture(2)
+    scheduler = DDPMScheduler()
+    uncond = DiffusersScore(ExactUNet(mixture, scheduler, "epsilon", conditional=False).double(), scheduler)
+    pair = ScorePair(mixture, uncond)
+    grid_level = uncond.resolve_sigma(0.25)
+    assert not math.isclose(grid_level, 0.25, rel_tol=1e-6)
+    assert pair.resolve_sigma(0.25) == grid_level
+    x = torch.rand(4, *SHAPE, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0])
+    exact = mixture.score(x, grid_level, y) - mixture.score(x, grid_level)
+    torch.testing.assert_close(pair.bayes_score(x, 0.25, y), exact, rtol=1e-8, atol=1e-8)
+    assert all(float(t).is_integer() for t in uncond.unet.timesteps_seen)  # on the grid, not interpolated
+
+
+def test_pair_refuses_inputs_without_a_batch_dimension_naming_them():
+    mixture = _mixture(0)
+    pair = ScorePair(mixture, mixture)
+    with pytest.raises(ValueError, match="Expected `inputs` to have a batch dimension"):
+        pair.score(torch.tensor(0.5, dtype=torch.float64), 0.3, None)

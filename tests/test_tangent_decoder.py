@@ -118,6 +118,7 @@ def test_results_identical_across_chunk_sizes_and_vectorisation():
         {"chunk_size": 3, "latent_chunk_size": 1},
         {"chunk_size": 4, "latent_chunk_size": 3},
         {"chunk_size": None, "vectorize": False},
+        {"chunk_size": 2, "latent_chunk_size": None},
     ]
     for kwargs in variants:
         torch.testing.assert_close(DecoderTangent(ae.dec, ae.enc, **kwargs).basis(x), ref, rtol=0, atol=1e-12)
@@ -198,6 +199,7 @@ def test_weak_but_real_decoder_direction_is_kept(dtype):
 def test_full_rank_sets_last_rank_and_dim_is_lazy():
     decoder, encoder = nn.Linear(3, 10), nn.Linear(10, 3)
     space = DecoderTangent(decoder, encoder)
+    assert space.last_rank is None
     with pytest.raises(RuntimeError, match="known after the first call"):
         _ = space.dim
     space.basis(torch.randn(2, 10))
@@ -274,3 +276,12 @@ def test_latent_codes_of_the_wrong_shape_are_refused(codes):
     space = DecoderTangent(lambda z: torch.cat([z, z, z], 1), codes, input_shape=(6,))
     with pytest.raises(ValueError, match="latent codes from `encoder` to have shape"):
         space.basis(torch.randn(3, 6))
+
+
+@pytest.mark.parametrize(("dtype", "expected"), [(torch.float64, torch.float64), (torch.bfloat16, torch.float32)])
+def test_the_basis_of_a_float32_network_comes_in_the_inputs_compute_dtype(dtype, expected):
+    # the network runs in its own float32; the basis is returned in the inputs' compute dtype
+    # (float64 for float64 inputs, float32 for 16-bit ones), like every other estimator's
+    decoder, encoder = nn.Linear(3, 10), nn.Linear(10, 3)
+    basis = DecoderTangent(decoder, encoder).basis(torch.randn(2, 10).to(dtype))
+    assert basis.dtype == expected

@@ -366,3 +366,62 @@ def test_a_conditional_spectrum_reads_the_labels_it_is_given():
         assert space.intrinsic_dimension(mid, target=[label]).tolist() == [3]
     unconditional = DenoiserTangent(data.score_model, sigma=sigma, dim=3, oversampling=2, probe_chunk_size=5)
     assert float(unconditional.spectrum(mid)[0, 0]) > on + 0.1
+    with pytest.raises(ValueError, match="Expected `target=None` for DenoiserTangent"):
+        unconditional.spectrum(mid, target=0)
+
+
+def test_the_general_spectrum_comes_back_in_the_inputs_dtype(mixture10):
+    space = DenoiserTangent(mixture10, sigma=0.5, dim=2, method="general", oversampling=2)
+    x = torch.randn(3, 10, dtype=torch.float64)
+    assert space.spectrum(x).dtype == torch.float64
+    assert space.spectrum(x.float()).dtype == torch.float32
+    assert (
+        repr(space)
+        == "DenoiserTangent(GaussianMixtureScore, sigma=0.5, dim=2, method='general', input_shape=torch.Size([10]))"
+    )
+
+
+def test_bad_oversampling_and_chunk_sizes_are_refused_naming_the_argument(mixture10):
+    with pytest.raises(ValueError, match=r"Expected `oversampling` to be >= 0 but got -1"):
+        DenoiserTangent(mixture10, sigma=0.1, dim=2, oversampling=-1)
+    with pytest.raises(TypeError, match=r"Expected `oversampling` to be an int"):
+        DenoiserTangent(mixture10, sigma=0.1, dim=2, oversampling=2.0)
+    with pytest.raises(ValueError, match=r"Expected `chunk_size` to be >= 1 but got 0"):
+        DenoiserTangent(mixture10, sigma=0.1, dim=2, chunk_size=0)
+    assert DenoiserTangent(mixture10, sigma=0.1, dim=2, oversampling=0).oversampling == 0
+
+
+def test_probes_are_kept_per_dtype_so_a_float64_call_after_a_float32_one_is_exact(mixture10):
+    x = torch.randn(3, 10, dtype=torch.float64)
+    vals, _ = exact_jacobian_eigh(mixture10, x, 0.5)
+    space = DenoiserTangent(mixture10, sigma=0.5, dim=3, oversampling=20, iterations=1)
+    space.basis(x.float())
+    space.basis(x)
+    assert space.last_spectrum.dtype == torch.float64
+    torch.testing.assert_close(space.last_spectrum, vals, rtol=1e-10, atol=1e-12)
+
+
+def test_the_networks_of_a_score_model_run_frozen_in_eval_mode_and_come_back_as_they_were():
+    from captum_pags.models import load_digits16_score_model
+
+    score_model = load_digits16_score_model()
+    unet = score_model.unet.train()
+    seen = []
+    handle = unet.register_forward_pre_hook(
+        lambda module, args: seen.append((module.training, any(p.requires_grad for p in module.parameters())))
+    )
+    try:
+        DenoiserTangent(score_model, 0.05, dim=2, oversampling=2, iterations=0).basis(torch.rand(2, 1, 16, 16))
+    finally:
+        handle.remove()
+    assert seen and set(seen) == {(False, False)}
+    assert unet.training and all(p.requires_grad for p in unet.parameters())
+
+
+def test_project_orthogonal_passes_the_labels_on(mixture10):
+    space = DenoiserTangent(mixture10, sigma=0.5, dim=2, oversampling=4, conditional=True)
+    x, v = torch.randn(3, 10, dtype=torch.float64), torch.randn(3, 10, dtype=torch.float64)
+    for label in (0, 2):
+        expected = v - space.project(x, v, target=label)
+        torch.testing.assert_close(space.project_orthogonal(x, v, target=label), expected, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(space.project(x, v, target=0), space.project(x, v, target=2))

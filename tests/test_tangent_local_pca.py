@@ -178,3 +178,22 @@ def test_a_float32_reference_with_float64_queries_is_computed_in_float64():
     wide = LocalPCATangent(reference.double(), dim=3, n_neighbors=10).basis(queries)
     assert mixed.dtype == torch.float64
     torch.testing.assert_close(projectors(mixed), projectors(wide), rtol=0, atol=1e-12)
+
+
+def test_a_float64_reference_with_float32_queries_is_computed_in_float64():
+    # points far from the origin: float32 would round the neighbourhoods' spread of about 1 at
+    # 1e4 to 1e-3 and scramble the basis; float64 math returns it rounded once, to float32
+    gen = torch.Generator().manual_seed(7)
+    reference = torch.randn(120, 8, generator=gen, dtype=torch.float64) + 1e4
+    queries = reference[:4].float()
+    space = LocalPCATangent(reference, dim=3, n_neighbors=10)
+    mixed = space.basis(queries)
+    wide = space.basis(queries.double())
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(projectors(mixed.double()), projectors(wide), rtol=0, atol=1e-6)
+
+
+def test_an_integer_reference_is_kept_as_default_float_and_the_diagnostics_start_empty():
+    space = LocalPCATangent(torch.randint(0, 5, (50, 4)), dim=1, n_neighbors=5)
+    assert space.reference.dtype == torch.get_default_dtype()
+    assert (space.last_singular_values, space.last_neighbors, space.last_rank) == (None, None, None)

@@ -285,3 +285,53 @@ def test_fit_bad_input(tmp_path):
         load_checkpoint(tmp_path, MLP(input_shape=(1, 4, 4), hidden=(9,), num_classes=4))
     with pytest.raises(FileNotFoundError, match="Expected a checkpoint in"):
         load_checkpoint(tmp_path / "nothing", _toy_model())
+
+
+def test_the_default_evaluation_is_exact_in_float64_and_works_without_parameters():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from captum_pags.training.fit import _evaluate_classifier
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(10, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (10,), generator=g)
+    model = torch.nn.Linear(4, 3).double()
+    loader = DataLoader(TensorDataset(x, y), batch_size=3)
+    got = _evaluate_classifier(model, loader)
+    with torch.no_grad():
+        logits = model(x)
+    expected_loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum").item() / 10
+    assert got["eval_loss"] == pytest.approx(expected_loss, rel=1e-13)
+    assert got["eval_accuracy"] == (logits.argmax(1) == y).sum().item() / 10
+    fixed = torch.nn.Flatten()  # no parameters: evaluated on the CPU
+    assert _evaluate_classifier(fixed, DataLoader(TensorDataset(x[:, :3], y), batch_size=4))["eval_accuracy"] == (
+        (x[:, :3].argmax(1) == y).sum().item() / 10
+    )
+    with pytest.raises(TypeError, match=r"Expected `eval_loader` to yield \(N,\) integer class labels"):
+        _evaluate_classifier(model, DataLoader(TensorDataset(x, y[:, None]), batch_size=3))
+
+
+def test_the_epoch_record_is_the_exact_mean_of_the_batch_losses_and_is_printed(capsys):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from captum_pags.training import StandardLoss, fit
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(10, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (10,), generator=g)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3).double()
+    seen = []
+
+    class Recording(StandardLoss):
+        def forward(self, model, inputs, targets):
+            value = super().forward(model, inputs, targets)
+            seen.append(float(value.detach()))
+            return value
+
+    history = fit(model, Recording(), DataLoader(TensorDataset(x, y), batch_size=3), epochs=2, seed=0, quiet=False)
+    assert len(seen) == 8  # 4 batches per epoch
+    for epoch, record in enumerate(history.epochs):
+        assert record["train_loss"] == pytest.approx(sum(seen[4 * epoch : 4 * epoch + 4]) / 4, rel=1e-13)
+    printed = capsys.readouterr()
+    assert "epoch 2/2" in printed.err  # the progress bar
+    out = printed.out  # one line per epoch, through tqdm.write
+    assert out.count("train_loss=") == 2 and f"train_loss={history.epochs[1]['train_loss']:.4g}" in out

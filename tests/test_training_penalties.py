@@ -130,13 +130,14 @@ def test_adversarial_loss_gradient_is_the_gradient_at_the_fixed_adversary(seed):
     assert _differs(model, loss, StandardLoss()(model, x, y))
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_score_alignment_parameter_gradients_with_non_uniform_priors(seed):
+@pytest.mark.parametrize(("seed", "lam"), [(0, 1.3), (1, 1.3), (2, 1.3), (0, 0.4), (1, 1.0)])
+def test_score_alignment_parameter_gradients_with_non_uniform_priors(seed, lam):
+    # lam below, at and above 1: the penalty's graph is kept for every lam > 0
     g = torch.Generator().manual_seed(seed)
     means = torch.randn(3, 6, generator=g, dtype=torch.float64)
     scores = GaussianMixtureScore(means, torch.eye(6, dtype=torch.float64), torch.tensor([0.6, 0.3, 0.1]))
     model, (x, y) = _model(seed), _batch(seed)
-    lam, sigma = 1.3, 0.5
+    sigma = 0.5
     loss = ScoreAlignmentLoss(lam, scores, sigma)(model, x, y)
     terms, detached = [], []
     for i in range(7):
@@ -212,3 +213,45 @@ def test_every_loss_reports_its_named_parts():
         assert sorted(parts) == keys, type(criterion).__name__
         assert parts["loss"] == pytest.approx(float(value.detach()), rel=1e-12)
     assert "epsilon=0.1, steps=1, norm='l2'" in repr(AdversarialLoss(0.1, steps=1))
+
+
+def test_score_alignment_evaluates_the_score_model_in_batches_of_batch_size():
+    g = torch.Generator().manual_seed(4)
+    scores = GaussianMixtureScore(
+        torch.randn(3, 6, generator=g, dtype=torch.float64), torch.eye(6, dtype=torch.float64)
+    )
+    model, (x, y) = _model(4), _batch(4)
+    sizes = []
+    original = scores._score
+
+    def recording(inputs, sigma, target):
+        sizes.append(inputs.shape[0])
+        return original(inputs, sigma, target)
+
+    scores._score = recording
+    batched = ScoreAlignmentLoss(0.7, scores, 0.5, batch_size=3)
+    assert batched.batch_size == 3
+    loss = batched(model, x, y)
+    assert max(sizes) == 3 and sum(sizes) == 2 * 7  # conditional and unconditional scores
+    torch.testing.assert_close(loss, ScoreAlignmentLoss(0.7, scores, 0.5)(model, x, y), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="Expected `batch_size` to be >= 1 but got 0"):
+        ScoreAlignmentLoss(0.7, scores, 0.5, batch_size=0)
+
+
+def test_adversarial_loss_refuses_zero_steps_naming_them():
+    with pytest.raises(ValueError, match="Expected `steps` to be >= 1 but got 0"):
+        AdversarialLoss(epsilon=0.5, steps=0)
+
+
+def test_a_model_that_ignores_its_inputs_has_a_zero_input_gradient_penalty():
+    class Constant(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.logits = nn.Parameter(torch.tensor([0.5, -0.2, 0.1], dtype=torch.float64))
+
+        def forward(self, x):
+            return self.logits.expand(x.shape[0], -1)
+
+    model, (x, y) = Constant(), _batch(0)
+    loss = GradientNormLoss(2.0)(model, x, y)
+    torch.testing.assert_close(loss, F.cross_entropy(model(x), y), rtol=1e-14, atol=0)

@@ -290,3 +290,23 @@ def test_attack_and_smoothing_never_reseed_the_global_generator():
     PGD(model, 0.3, steps=2)(x, y)
     smoothed.certify(x[:3], n0=5, n=20, alpha=0.01)
     assert torch.initial_seed() == 77
+
+
+def test_a_resume_on_data_of_another_size_is_refused_naming_the_dataset_size(tmp_path):
+    _milestone_run(tmp_path, epochs=2)
+    model = _model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1, 3], gamma=0.1)
+    with pytest.raises(ValueError, match=r"match the checkpoint's dataset_size \(24\) but got 30"):
+        fit(
+            model,
+            StandardLoss(),
+            _data(n=30),
+            epochs=3,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            seed=11,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            quiet=True,
+        )

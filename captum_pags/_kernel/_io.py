@@ -13,7 +13,9 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | Callable[[str], Non
 
     ``data`` is the content, or a function that writes the file at the temporary path it is given
     (e.g. ``lambda tmp: safetensors.torch.save_file(tensors, tmp)``). The temporary file lives in
-    the same folder, is flushed to disk, made world-readable like a normal file, then renamed.
+    the same folder (so the rename is atomic) under a hidden name, ``.NAME.XXXX.tmp``, that no
+    pattern for the real files matches; it is flushed to disk, made world-readable like a normal
+    file, then renamed. Missing parent folders are made.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

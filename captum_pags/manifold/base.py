@@ -226,6 +226,11 @@ class TangentSpace(ABC):
                     f"Expected `vectors` to have shape (N, *shape) or (N, M, *shape) matching "
                     f"`inputs` {tuple(x.shape)} but got {tuple(v.shape)}"
                 )
+        if extra == 1 and len({v.shape[1] for v in vec_t}) != 1:
+            raise ValueError(
+                "Expected every tensor of `vectors` to hold the same number M of vectors per example but got "
+                f"{[v.shape[1] for v in vec_t]}"
+            )
         lead = [n] if extra == 0 else [n, vec_t[0].shape[1]]
         flat = flatten_features(vec_t, lead=1 + extra)
         flat3 = flat.unsqueeze(1) if extra == 0 else flat

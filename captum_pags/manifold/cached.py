@@ -69,7 +69,7 @@ class CachedTangent(TangentSpace):
 
     def _basis_for(self, inputs: tuple[Tensor, ...], target: object) -> Tensor:
         if target is not None:
-            return self.space.basis(inputs if len(inputs) > 1 else inputs[0], target)
+            return self.space.basis(inputs, target)
         return self._basis(inputs)
 
     def _basis(self, inputs: tuple[Tensor, ...]) -> Tensor:
@@ -79,4 +79,4 @@ class CachedTangent(TangentSpace):
                 self.hits += len(rows)
                 index = torch.tensor(rows, device=self._bases.device)
                 return self._bases[index].to(device=inputs[0].device)
-        return self.space.basis(inputs if len(inputs) > 1 else inputs[0])
+        return self.space.basis(inputs)

@@ -209,7 +209,7 @@ class _Rows:
             self._check(data)
             self.n = check_batch("data", [data])
             self.data: Any = data
-            first = data
+            first, dtype = data, data.dtype
         else:
             if not isinstance(data, Iterable) or isinstance(data, (str, bytes)):
                 raise TypeError(
@@ -217,15 +217,17 @@ class _Rows:
                     f"{type(data).__name__}"
                 )
             self.data = data
-            self.n, first = 0, None
+            self.n, first, dtype = 0, None, None
             for batch in self._batches():
                 first = batch if first is None else first
+                # batches of mixed precision give the widest dtype, as mixed inputs do everywhere
+                dtype = batch.dtype if dtype is None else torch.promote_types(dtype, batch.dtype)
                 self.n += batch.shape[0]
-            if first is None or self.n == 0:
+            if first is None:
                 raise ValueError("Expected `data` to hold at least one example but got an empty batch")
         self.shape = tuple(first.shape[1:])
         self.d = int(torch.Size(self.shape).numel())
-        self.dtype, self.device = first.dtype, first.device
+        self.dtype, self.device = dtype, first.device
 
     @staticmethod
     def _check(t: Tensor) -> None:
