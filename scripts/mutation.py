@@ -17,7 +17,8 @@ Usage (``make mutation`` runs every room)::
     python scripts/mutation.py manifold --rerun-survivors   # after writing tests for the survivors
 
 The table it prints has, per module, the mutants, how many the tests killed, the survivors and
-the score ``killed / (killed + survived + timeout)``; ``equivalent.toml`` lists the survivors
+the score ``(killed + timeout) / (killed + survived + timeout)`` (a mutant that makes the tests
+run past their time limit, such as an endless loop, is detected); ``equivalent.toml`` lists the survivors
 triaged as equivalent (they cannot change a result) with the reason, and the score after triage
 leaves them out. ``mutmut results`` inside ``mutants-rooms/ROOM`` lists a room's survivors and
 ``mutmut show NAME`` shows one.
@@ -228,7 +229,8 @@ def print_summary(rows: list[dict[str, object]]) -> None:
     for row in rows:
         n = sum(int(row[s]) for s in (*STATUSES, "equivalent"))  # type: ignore[call-overload]
         killed, ran, eq = int(row["killed"]), int(row["ran"]), int(row["equivalent"])  # type: ignore[call-overload]
-        score = killed / (ran - eq) if ran - eq else float("nan")
+        # a mutant that makes the tests run past their time limit (an endless loop) is detected too
+        score = (killed + int(row["timeout"])) / (ran - eq) if ran - eq else float("nan")
         print(
             f"{row['module']:<42}{n:>8}{killed:>8}{row['survived']:>9}{eq:>7}{row['timeout']:>8}"
             f"{row['no tests']:>8}{score:>8.1%}"
@@ -238,14 +240,15 @@ def print_summary(rows: list[dict[str, object]]) -> None:
         total["n"] = total.get("n", 0) + n
     if rows:
         den = total["ran"] - total["equivalent"]
+        detected = total["killed"] + total["timeout"]
         print(
             f"{'all':<42}{total['n']:>8}{total['killed']:>8}{total['survived']:>9}{total['equivalent']:>7}"
-            f"{total['timeout']:>8}{total['no tests']:>8}{(total['killed'] / den if den else float('nan')):>8.1%}"
+            f"{total['timeout']:>8}{total['no tests']:>8}{(detected / den if den else float('nan')):>8.1%}"
         )
         if den:
             from scipy.stats import binomtest
 
-            ci = binomtest(total["killed"], den).proportion_ci(confidence_level=0.95)
+            ci = binomtest(detected, den).proportion_ci(confidence_level=0.95)
             print(f"score 95% interval (Clopper-Pearson, for a sample of mutants): {ci.low:.1%} .. {ci.high:.1%}")
 
 

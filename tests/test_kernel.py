@@ -5,6 +5,7 @@ pinned down (float64 references, exact values, the error it names), so that a wr
 here first and the kernel's mutation room needs only these fast tests.
 """
 
+import math
 import os
 import stat
 from pathlib import Path
@@ -128,8 +129,14 @@ def test_class_gradients_of_an_unused_input_are_zeros_of_its_shape(batch_size):
 
 def test_class_gradients_refuse_a_string_target_other_than_predicted():
     model = nn.Linear(2, 3)
-    with pytest.raises((TypeError, ValueError), match="`target`"):
-        class_gradients(model, torch.zeros(2, 2), "first", kind="logit")
+    calls = []
+    handle = model.register_forward_pre_hook(lambda m, args: calls.append(1))
+    try:
+        with pytest.raises((TypeError, ValueError), match="`target`"):
+            class_gradients(model, torch.zeros(2, 2), "first", kind="logit")
+    finally:
+        handle.remove()
+    assert calls == []  # refused before the model runs
     predicted = class_gradients(model, torch.zeros(2, 2), "predicted", kind="logit")
     label = int(model(torch.zeros(1, 2)).argmax())
     torch.testing.assert_close(predicted, model.weight.detach()[label].expand(2, 2))
@@ -276,3 +283,37 @@ def test_principal_angles_of_equal_size_sets_are_symmetric_also_with_a_dropped_r
     b[2] = 0.0  # a dropped direction
     torch.testing.assert_close(principal_angles(a, b), principal_angles(b, a), rtol=0, atol=1e-12)
     torch.testing.assert_close(principal_angles(a, a), torch.zeros(3, dtype=torch.float64), rtol=0, atol=1e-7)
+
+
+def test_chunks_of_no_positive_size_cover_everything_at_once():
+    for size in (None, 0, -1, 5, 9):
+        assert [(c.start, c.stop) for c in chunks(5, size)] == [(0, 5)]
+
+
+def test_the_default_threshold_follows_the_larger_size_and_the_route():
+    from captum_pags._kernel._linalg import default_rtol
+
+    eps32, eps64 = torch.finfo(torch.float32).eps, torch.finfo(torch.float64).eps
+    for n, d in ((3, 3072), (3072, 3)):
+        assert default_rtol(torch.float64, n, d) == 10.0 * math.sqrt(3072) * eps64
+        assert default_rtol(torch.float32, n, d) == 10.0 * math.sqrt(3072) * eps32
+        assert default_rtol(torch.bfloat16, n, d) == 10.0 * math.sqrt(3072) * eps32
+        assert default_rtol(torch.float64, n, d, "gram") == math.sqrt(10.0 * 3072 * eps64)
+    assert default_rtol(torch.float64, 0, 0) == 10.0 * eps64
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_batched_gram_rows_equal_each_example_on_its_own(k):
+    from captum_pags._kernel._linalg import orthonormal_rows, principal_rows
+
+    vectors = torch.randn(4, 3, 20, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    sv, rows = principal_rows(vectors, k, method="gram")
+    assert rows.shape == (4, k, 20)
+    for i in range(4):
+        sv_i, rows_i = principal_rows(vectors[i], k, method="gram")
+        torch.testing.assert_close(sv[i], sv_i, rtol=1e-12, atol=0)
+        torch.testing.assert_close(rows[i].T @ rows[i], rows_i.T @ rows_i, rtol=0, atol=1e-12)
+        reference = torch.linalg.svd(vectors[i], full_matrices=False)
+        torch.testing.assert_close(sv_i, reference.S[:k], rtol=1e-12, atol=0)
+    with pytest.raises(TypeError, match="`basis`"):
+        orthonormal_rows("rows")

@@ -404,8 +404,16 @@ def test_perceptual_alignment_batches_the_model_and_the_score_model_by_max_examp
     finally:
         handle.remove()
     assert model_sizes == [2, 2, 1] and max(score_sizes) == 2 and sum(score_sizes) == 2 * 5
-    with pytest.raises(ValueError, match="Expected `lpips_net` only with method='lpips'"):
-        perceptual_alignment(model, x, mixture, 0.4, y, lpips_net=lambda a, b: a.sum())
+    calls = []
+    handle = model.register_forward_pre_hook(lambda m, args: calls.append(1))
+    try:  # refused before any gradient is taken
+        with pytest.raises(ValueError, match="Expected `lpips_net` only with method='lpips'"):
+            perceptual_alignment(model, x, mixture, 0.4, y, lpips_net=lambda a, b: a.sum())
+        with pytest.raises(TypeError, match="Expected `lpips_net` to be callable"):
+            perceptual_alignment(model, x, mixture, 0.4, y, method="lpips", lpips_net="alexnet")
+    finally:
+        handle.remove()
+    assert calls == []
 
 
 def test_predicted_gradient_target_passes_every_additional_forward_arg():

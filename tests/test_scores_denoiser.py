@@ -248,3 +248,38 @@ def test_the_denoiser_is_called_on_its_own_device():
         with pytest.raises(_Reached):
             call()
     assert den.seen == [("meta", "meta", "meta")] * 3
+
+
+def test_the_settings_round_trip_through_to_config_as_json():
+    import json
+
+    from captum_pags.scores import DenoiserScore
+    from captum_pags.scores._convert import AffineUnits
+
+    settings = dict(
+        null_class=3,
+        one_hot_labels=True,
+        data_range=(0.0, 255.0),
+        model_range=(-1.0, 1.0),
+        sigma_range=(0.002, 80.0),
+        input_shape=(3, 8, 8),
+    )
+    score = DenoiserScore(lambda x, s, y=None: x, 3, **settings)
+    config = json.loads(json.dumps(score.to_config()))
+    assert config == {
+        "num_classes": 3,
+        "null_class": 3,
+        "one_hot_labels": True,
+        "data_range": [0.0, 255.0],
+        "model_range": [-1.0, 1.0],
+        "sigma_range": [0.002, 80.0],
+        "input_shape": [3, 8, 8],
+    }
+    assert DenoiserScore(lambda x, s, y=None: x, **config).to_config() == config
+    plain = DenoiserScore(lambda x, s: x).to_config()
+    assert (plain["data_range"], plain["model_range"], plain["input_shape"]) == (None, None, None)
+    units = AffineUnits((0.0, 255.0), (-1.0, 1.0))
+    x = torch.tensor([0.0, 127.5, 255.0], dtype=torch.float64)
+    torch.testing.assert_close(units.to_model(x), torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(units.to_data(units.to_model(x)), x, rtol=0, atol=1e-12)
+    assert units.to_config() == {"data_range": [0.0, 255.0], "model_range": [-1.0, 1.0]}

@@ -429,3 +429,10 @@ def test_save_pretrained_names_the_part_that_cannot_be_saved(mixture, tmp_path):
     with pytest.raises(TypeError, match="Expected `scheduler` to be a diffusers object with `save_pretrained`"):
         DiffusersScore(_tiny_unet(), bare).save_pretrained(tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_repr_names_the_networks_and_every_setting():
+    score = DiffusersScore(_tiny_unet(), DDPMScheduler())
+    settings = ", ".join(f"{k}={v!r}" for k, v in score.to_config().items())
+    assert repr(score) == f"DiffusersScore(UNet2DModel, DDPMScheduler, {settings})"
+    assert settings.startswith("data_range=[0.0, 1.0], model_range=[-1.0, 1.0], ")

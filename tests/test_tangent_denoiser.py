@@ -425,3 +425,13 @@ def test_project_orthogonal_passes_the_labels_on(mixture10):
         expected = v - space.project(x, v, target=label)
         torch.testing.assert_close(space.project_orthogonal(x, v, target=label), expected, rtol=1e-12, atol=1e-12)
     assert not torch.allclose(space.project(x, v, target=0), space.project(x, v, target=2))
+
+
+def test_canonical_signs_make_the_largest_entry_of_each_row_positive():
+    from captum_pags.manifold._subspace_iteration import canonical_signs
+
+    rows = torch.tensor([[[0.6, -0.8], [0.8, 0.6]], [[-0.6, 0.8], [-0.8, -0.6]]], dtype=torch.float64)
+    out = canonical_signs(rows)
+    expected = torch.tensor([[[-0.6, 0.8], [0.8, 0.6]], [[-0.6, 0.8], [0.8, 0.6]]], dtype=torch.float64)
+    assert torch.equal(out, expected)
+    assert torch.equal(canonical_signs(out), out)  # idempotent
