@@ -379,3 +379,15 @@ def test_an_unseeded_call_draws_its_seed_from_the_whole_63_bit_range():
     seeds = [_resolve_seed(None) for _ in range(200)]
     assert len(set(seeds)) == 200 and max(seeds) > 2**40  # collisions within 200 draws: ~1e-15
     assert _resolve_seed(7) == 7
+
+
+def test_running_sums_count_from_zero_after_a_reset():
+    from captum_pags.metrics.accumulators import RunningSums
+
+    sums = RunningSums()
+    sums.update(torch.tensor([[1.0], [2.0], [4.0]]))
+    sums.reset()
+    sums.update(torch.tensor([[1.0], [3.0]]))
+    mean, _, _, _, count = sums.mean_std()
+    assert count == 2 and sums.num_examples == 2
+    torch.testing.assert_close(mean, torch.tensor([2.0], dtype=torch.float64))

@@ -225,3 +225,36 @@ def test_length_mismatch_names_every_series():
         "Expected every given series to describe the same number of models but got "
         "{'relative_robustness': 2, 'accuracy': 1, 'alignment': 3, 'gradient_norm': 4}"
     )
+
+
+# ------------------------------------------------------------------------------------ a fresh sample's survivors
+def test_from_accuracy_refuses_non_numbers_and_accepts_the_closed_interval():
+    for bad in ("0.5", None, True):
+        with pytest.raises(TypeError, match="Expected `accuracy` to be a number"):
+            RegimeReference.from_accuracy(bad)
+    assert RegimeReference.from_accuracy(1.0).accuracy == 1.0
+    assert RegimeReference.from_accuracy(1).accuracy == 1.0
+
+
+def test_from_results_picks_the_highest_peak_not_the_last_name():
+    results = {
+        "references": {
+            "gradient_norm": {"accuracy": 0.9, "peak_alignment": 0.5, "peak_gradient_norm": 1.0},
+            "noise": {"accuracy": 0.9, "peak_alignment": 0.2, "peak_gradient_norm": 3.0},
+        }
+    }
+    ref = RegimeReference.from_results(results)
+    assert (ref.peak_alignment, ref.source) == (0.5, "sweep results (gradient_norm)")
+
+
+def test_sweep_reference_names_a_bad_alignment():
+    with pytest.raises(TypeError, match="`alignment`"):
+        sweep_reference([0.9, 0.8], [0.1, "x"])
+
+
+def test_decisions_without_an_accuracy_skip_the_accuracy_rule():
+    decisions = regime_decisions(relative_robustness=[5.0, 1.5], alignment=[0.5, 0.1], gradient_norm=[2.0, 3.0])
+    assert decisions == [
+        RegimeDecision("bayes_aligned", "accuracy kept, near the alignment peak, robust off the manifold"),
+        RegimeDecision("weak", "alignment 0.1000 is more than 10% below the peak 0.5000, before the peak"),
+    ]

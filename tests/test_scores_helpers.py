@@ -231,3 +231,262 @@ def test_unet_gets_inputs_and_timesteps_on_its_own_device(rule):
     # eps = -1 gives the score 1 / sigma_t (scale 1), on the inputs' device
     assert out.device == torch.device("cpu")
     torch.testing.assert_close(out, torch.full((2, 1, 2, 2), 1.0 / sigma), rtol=1e-6, atol=0)
+
+
+# ---------------------------------------------------------------------- capabilities, errors and dtypes
+class ConditionalOnlyScore(ScoreModel):
+    """A class-conditional model without a null label: conditional scores only (``target + 0 * x``)."""
+
+    num_classes = 3
+    supports_unconditional = False
+
+    def _score(self, inputs, sigma, target):
+        return target.to(inputs.dtype).view(-1, 1) + 0 * inputs
+
+
+class DtypeRecordingScore(ScoreModel):
+    """Class-conditional with unconditional scores: ``target - x`` (``-x`` without one); records input dtypes."""
+
+    num_classes = 3
+
+    def __init__(self):
+        self.dtypes = []
+
+    def _score(self, inputs, sigma, target):
+        self.dtypes.append(inputs.dtype)
+        return -inputs if target is None else target.to(inputs.dtype).view(-1, 1) - inputs
+
+
+def test_check_supports_conditional_does_not_need_unconditional_scores():
+    """A model without a null label gives conditional scores; only ``"unconditional"``/``"bayes"`` are refused."""
+    model = ConditionalOnlyScore()
+    model.check_supports("conditional")
+    torch.testing.assert_close(model.score(torch.zeros(2, 1), 1.0, [1, 2]), torch.tensor([[1.0], [2.0]]))
+    for kind in ("unconditional", "bayes"):
+        with pytest.raises(ValueError, match="unconditional scores"):
+            model.check_supports(kind)
+
+
+def test_meta_inputs_are_refused_naming_inputs():
+    """Inputs without data (``meta``) are refused before evaluation, the message naming `inputs`."""
+    model = RecordingScore()
+    with pytest.raises(ValueError, match=r"Expected `inputs` on a device that holds data"):
+        model.score(torch.zeros(2, 1, device=META), 1.0)
+    assert model.batches == []
+
+
+def test_bayes_score_refuses_a_bad_batch_size_naming_it():
+    """``bayes_score(batch_size=0)`` is refused with a message naming `batch_size`."""
+    with pytest.raises(ValueError, match=r"Expected `batch_size` to be >= 1 but got 0"):
+        DtypeRecordingScore().bayes_score(torch.zeros(2, 1), 1.0, 1, batch_size=0)
+
+
+def test_bayes_score_evaluates_float16_in_float32_and_returns_float16():
+    """float16 inputs: both terms are evaluated in float32, the difference comes back in float16."""
+    model = DtypeRecordingScore()
+    x = torch.tensor([[0.5], [1.5]], dtype=torch.float16)
+    out = model.bayes_score(x, 1.0, [1, 2])
+    assert model.dtypes == [torch.float32, torch.float32]
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out, torch.tensor([[1.0], [2.0]], dtype=torch.float16), rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------- units and configs
+def test_identity_units_return_the_tensor_itself():
+    """Identity units map neither way: the very tensor comes back (an integer tensor stays integer)."""
+    from captum_pags.scores._convert import AffineUnits
+
+    units = AffineUnits((0.0, 1.0), (0.0, 1.0))
+    assert units.is_identity
+    x = torch.tensor([0, 3], dtype=torch.long)
+    assert units.to_model(x) is x
+    assert units.to_data(x) is x
+    assert units.to_model(x).dtype == torch.long
+
+
+def test_config_value_of_a_mapping_without_the_key_is_the_default():
+    """A mapping config (as diffusers models have) missing the key gives the default, not None."""
+    model = SimpleNamespace(config={"in_channels": 3})
+    assert config_value(model, "in_channels", 1) == 3
+    assert config_value(model, "prediction_type", "epsilon") == "epsilon"
+
+
+# ---------------------------------------------------------------------- ScorePair
+def test_score_pair_names_a_wrong_unconditional_argument():
+    """A non-ScoreModel ``unconditional`` is refused naming `unconditional`."""
+    from captum_pags.scores import ScorePair
+
+    with pytest.raises(TypeError, match=r"Expected `unconditional` to be a captum_pags ScoreModel but got str"):
+        ScorePair(DtypeRecordingScore(), "not a model")
+
+
+class GridScore(DtypeRecordingScore):
+    """``DtypeRecordingScore`` on a noise grid: 0.7 is evaluated at 0.5."""
+
+    def resolve_sigma(self, sigma):
+        value = self.check_sigma(sigma)
+        return 0.5 if value == 0.7 else value
+
+
+class RefusingScore(ScoreModel):
+    """Unconditional score 0 whose ``resolve_sigma`` refuses 0.5, with a view (score 1) evaluating it exactly."""
+
+    def __init__(self, value=0.0, refuse=True):
+        self.value, self.refuse = value, refuse
+
+    def resolve_sigma(self, sigma):
+        if self.refuse and sigma == 0.5:
+            raise ValueError("not on this model's grid")
+        return self.check_sigma(sigma)
+
+    def at_exact_sigma(self, sigma):
+        return RefusingScore(1.0, refuse=False) if sigma == 0.5 else self
+
+    def _score(self, inputs, sigma, target):
+        return torch.full_like(inputs, self.value)
+
+
+def test_score_pair_uses_the_exact_view_of_a_model_that_refuses_the_level():
+    """A model whose ``resolve_sigma`` refuses the common level is used through its ``at_exact_sigma`` view."""
+    from captum_pags.scores import ScorePair
+
+    pair = ScorePair(GridScore(), RefusingScore())
+    x = torch.zeros(2, 1)
+    assert pair.resolve_sigma(0.7) == 0.5
+    torch.testing.assert_close(pair.score(x, 0.7), torch.ones(2, 1), rtol=0, atol=0)  # the view's score 1
+    torch.testing.assert_close(pair.score(x, 1.0), torch.zeros(2, 1), rtol=0, atol=0)  # the model itself
+
+
+# ---------------------------------------------------------------------- analytic mixtures
+def test_mixture_log_prob_comes_back_in_the_inputs_dtype():
+    """``log_prob`` is computed in float64 and returned in the inputs' dtype (float32 here)."""
+    from captum_pags.scores import GaussianMixtureScore
+
+    mixture = GaussianMixtureScore(torch.zeros(1, 1), torch.eye(1))
+    x = torch.zeros(2, 1)
+    out = mixture.log_prob(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.full((2,), -0.5 * math.log(2 * math.pi)), rtol=0, atol=1e-7)
+    assert mixture.log_prob(x.double()).dtype == torch.float64
+
+
+def test_subspace_mixture_accepts_one_std_per_class():
+    """``stds`` of shape ``(C,)`` is one std per class, broadcast along the ``k`` subspace directions."""
+    from captum_pags.scores import SubspaceGaussianMixtureScore
+
+    basis = torch.eye(3, dtype=torch.float64)[:2]  # k = 2, D = 3
+    means = torch.zeros(3, 2, dtype=torch.float64)  # C = 3
+    per_class = SubspaceGaussianMixtureScore(basis, means, torch.tensor([1.0, 2.0, 3.0]), 0.5)
+    assert per_class.stds.tolist() == [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]
+    full = SubspaceGaussianMixtureScore(basis, means, torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]), 0.5)
+    x = torch.tensor([[1.0, -1.0, 2.0]], dtype=torch.float64)
+    torch.testing.assert_close(per_class.score(x, 0.0, 1), full.score(x, 0.0, 1), rtol=0, atol=0)
+    # class 1: on-subspace variance 2^2 + 0.5^2 = 4.25, off-subspace 0.25
+    torch.testing.assert_close(
+        per_class.score(x, 0.0, 1), torch.tensor([[-1.0 / 4.25, 1.0 / 4.25, -8.0]], dtype=torch.float64)
+    )
+
+
+# ---------------------------------------------------------------------- DiffusersScore details
+def test_schedule_drops_an_alpha_cumprod_of_one():
+    """A first ``alpha_cumprod = 1`` (no noise, log sigma = -inf) is not a usable level either."""
+    model = DiffusersScore(LinearUNet(in_channels=1), _scheduler([1.0, 0.9, 0.5]), data_range=(-1.0, 1.0))
+    low, high = model.sigma_range
+    assert math.isclose(low, 1.0 / 3.0, rel_tol=1e-12)
+    assert math.isclose(high, 1.0, rel_tol=1e-12)
+    assert model.noise_level(low).timestep == 1.0
+
+
+def test_interpolation_in_the_last_grid_interval_uses_its_two_ends():
+    """A sigma between the last two grid levels interpolates between them (no extrapolation)."""
+    grid = [-1.0, 0.0, 2.0]
+    model = DiffusersScore(
+        LinearUNet(in_channels=1),
+        _scheduler([_abar(v) for v in grid]),
+        data_range=(-1.0, 1.0),
+        timestep_rule="interpolate",
+    )
+    assert math.isclose(model.noise_level(math.exp(1.0)).timestep, 1.5, rel_tol=0, abs_tol=1e-12)
+    assert math.isclose(model.noise_level(math.exp(-0.5)).timestep, 0.5, rel_tol=0, abs_tol=1e-12)
+
+
+def test_two_dimensional_inputs_with_the_right_channels_are_accepted():
+    """Inputs ``(N, C)`` with C = in_channels pass the channel check (no sample_size to check)."""
+    model = DiffusersScore(LinearUNet(in_channels=1), _scheduler([0.9, 0.5, 0.1]))
+    x = torch.full((2, 1), 0.75, dtype=torch.float64)
+    expected = -2.0 * math.sqrt(0.5) * 0.5  # as in the prediction-type test: timestep 1, abar 0.5
+    torch.testing.assert_close(model.score(x, 0.5), torch.full_like(x, expected), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="channel"):
+        model.score(torch.zeros(2, 2, dtype=torch.float64), 0.5)
+
+
+class StringUNet(LinearUNet):
+    """A fake UNet returning something that is not a prediction."""
+
+    def forward(self, sample, timestep, class_labels=None):
+        return "not a tensor"
+
+
+def test_a_unet_returning_no_tensor_is_refused_naming_unet():
+    """A UNet output without a tensor is refused, the message naming `unet`."""
+    model = DiffusersScore(StringUNet(in_channels=1), _scheduler([0.9, 0.5, 0.1]))
+    with pytest.raises(TypeError, match=r"Expected `unet` to return a torch.Tensor.*but it returned str"):
+        model.score(torch.zeros(1, 1, 2, 2), 0.5)
+
+
+@pytest.mark.parametrize("sample_size", [[4, 3, 2], (4.0, 3.0)])
+def test_sample_size_other_than_an_int_pair_is_ignored(sample_size):
+    """A ``sample_size`` that is not an int or a pair of ints fixes no spatial size."""
+    model = DiffusersScore(LinearUNet(in_channels=1, sample_size=sample_size), _scheduler([0.9, 0.5, 0.1]))
+    assert model.sample_size is None
+    assert model.input_shape is None
+
+
+# ---------------------------------------------------------------------- files
+def test_save_diffusers_parts_creates_missing_parent_folders(tmp_path):
+    """Saving into ``a/b`` that does not exist yet creates both folders."""
+    from captum_pags.scores._files import SCORE_CONFIG_NAME, save_diffusers_parts
+
+    def saver(directory, **kwargs):
+        directory.mkdir(parents=True)
+        (directory / "config.json").write_text("{}")
+
+    part = SimpleNamespace(save_pretrained=saver)
+    root = tmp_path / "a" / "b"
+    save_diffusers_parts(part, part, {"null_class": None}, root)
+    assert (root / "unet" / "config.json").read_text() == "{}"
+    assert (root / "scheduler" / "config.json").read_text() == "{}"
+    assert (root / SCORE_CONFIG_NAME).read_text() == '{\n  "null_class": null\n}\n'
+
+
+def test_load_program_refuses_a_zip_with_constants_but_no_code(tmp_path):
+    """A zip with ``constants.pkl`` but no ``code/`` is not TorchScript: it is refused as another archive."""
+    import zipfile
+
+    from captum_pags.scores._files import load_program
+
+    path = tmp_path / "weights.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/constants.pkl", b"")
+        archive.writestr("archive/data.pkl", b"")
+    with pytest.raises(ValueError, match="another zip archive"):
+        load_program(path)
+
+
+def test_load_program_reports_the_first_line_of_the_loading_error(tmp_path):
+    """A broken TorchScript archive is refused with the first line of torch's own error."""
+    import zipfile
+
+    from captum_pags.scores._files import load_program
+
+    path = tmp_path / "broken.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/constants.pkl", b"garbage")
+        archive.writestr("archive/code/model.py", b"garbage")
+    with pytest.raises(RuntimeError) as direct:
+        torch.jit.load(str(path))
+    first = str(direct.value).splitlines()[0]
+    assert first and first != "None"
+    with pytest.raises(ValueError) as refused:
+        load_program(path)
+    assert str(refused.value).endswith(f"loading failed: {first}")

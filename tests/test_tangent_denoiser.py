@@ -435,3 +435,10 @@ def test_canonical_signs_make_the_largest_entry_of_each_row_positive():
     expected = torch.tensor([[[-0.6, 0.8], [0.8, 0.6]], [[-0.6, 0.8], [0.8, 0.6]]], dtype=torch.float64)
     assert torch.equal(out, expected)
     assert torch.equal(canonical_signs(out), out)  # idempotent
+
+
+def test_the_spectrum_is_none_until_the_first_call(mixture10):
+    space = DenoiserTangent(mixture10, sigma=0.5, dim=2)
+    assert space.last_spectrum is None
+    space.basis(torch.randn(2, 10, dtype=torch.float64))
+    assert space.last_spectrum.shape == (2, min(space.dim + space.oversampling, 10))  # m = min(k + p, D)
